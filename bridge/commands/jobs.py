@@ -1,0 +1,41 @@
+"""``syncbridge jobs [ID]``: the status routes from a terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+import requests
+
+
+@click.command()
+@click.argument("job_id", required=False)
+@click.option("--status", type=click.Choice(["queued", "in_progress", "completed", "failed"]))
+@click.option("--target")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--url", default=lambda: f"http://127.0.0.1:{os.environ.get('PORT', 8000)}",
+              show_default="http://127.0.0.1:$PORT", help="the running bridge")
+def jobs(job_id: str | None, status: str | None, target: str | None, limit: int, url: str) -> None:
+    """Show one job, or the newest jobs (filtered)."""
+    headers = {}
+    if token := os.environ.get("SYNCBRIDGE_API_TOKEN"):
+        headers["Authorization"] = f"Bearer {token}"
+    base = url.rstrip("/")
+    try:
+        if job_id:
+            response = requests.get(f"{base}/jobs/{job_id}", headers=headers, timeout=10)
+        else:
+            params = {"status": status, "target": target, "limit": limit}
+            response = requests.get(f"{base}/jobs", params=params, headers=headers, timeout=10)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"cannot reach {base}: {exc}") from None
+    if response.status_code != 200:
+        raise click.ClickException(f"{response.status_code}: {response.text.strip()}")
+    data = response.json()
+    if job_id:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for job in data["jobs"]:
+        click.echo(f"{job['created_at']}  {job['status']:<11} {job['target']:<20} {job['repo']}@{job['ref']} "
+                   f"{(job['after'] or '')[:7]}  {job['id']}" + (f"  error: {job['error']}" if job["error"] else ""))

@@ -1,0 +1,117 @@
+"""``syncbridge send-test``: a correctly signed sample push to a running bridge, then its jobs.
+
+It signs with the source's own secret from the config, so a 202 proves the whole path (the
+receiver, the routes, the queue); it then follows each job's status route until it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+from typing import Any
+
+import click
+import requests
+
+from bridge import config as config_module
+from bridge.commands.run import demo_mode
+from bridge.config import ConfigError
+from bridge.globs import compile_glob
+from bridge.sources.signing import hmac_sha256
+
+TERMINAL = ("completed", "failed")
+
+
+def github_push(repo: str, ref: str, before: str, after: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """Headers and body of a push in GitHub's shape (the fields syncbridge and most tools read)."""
+    owner, _, name = repo.partition("/")
+    body = {
+        "ref": ref, "before": before, "after": after, "created": False, "deleted": False, "forced": False,
+        "base_ref": None, "compare": f"https://github.com/{repo}/compare/{before[:12]}...{after[:12]}",
+        "commits": [{"id": after, "message": "syncbridge send-test", "distinct": True}],
+        "head_commit": {"id": after, "message": "syncbridge send-test"},
+        "repository": {"id": 1, "name": name, "full_name": repo, "owner": {"login": owner, "name": owner}},
+        "pusher": {"name": "syncbridge", "email": "send-test@syncbridge.invalid"},
+        "sender": {"login": "syncbridge"},
+    }
+    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": secrets.token_hex(16),
+               "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/syncbridge-send-test"}
+    return headers, body
+
+
+@click.command("send-test")
+@click.option("--source", "source_name", required=True, help="the source (key under `sources:`) to sign for")
+@click.option("--repo", help="repository full name (default: the first route's repo for this source)")
+@click.option("--ref", default="refs/heads/main", show_default=True)
+@click.option("--url", default=lambda: f"http://127.0.0.1:{os.environ.get('PORT', 8000)}",
+              show_default="http://127.0.0.1:$PORT", help="the running bridge")
+@click.option("--wait", "wait_seconds", type=float, default=60, show_default=True,
+              help="seconds to follow the jobs (0: don't)")
+def send_test(source_name: str, repo: str | None, ref: str, url: str, wait_seconds: float) -> None:
+    """Send a correctly signed sample push and print the jobs and their final status."""
+    path = config_module.DEMO_PATH if demo_mode() else config_module.config_path()
+    try:
+        config = config_module.load(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    source = config.sources.get(source_name)
+    if source is None:
+        raise click.ClickException(f"no source {source_name!r} in {path} (sources: {', '.join(config.sources)})")
+    if source.kind != "github":
+        raise click.ClickException(f"send-test signs GitHub pushes; {source_name!r} is a {source.kind} source")
+    repo = repo or _default_repo(config, source_name)
+    headers, body = github_push(repo, ref, "0" * 40, secrets.token_hex(20))
+    raw = json.dumps(body).encode()
+    headers["X-Hub-Signature-256"] = "sha256=" + hmac_sha256(source.secret_list()[0], raw).hex()
+    endpoint = f"{url.rstrip('/')}/hooks/{source_name}"
+    try:
+        response = requests.post(endpoint, data=raw, headers=headers, timeout=10)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"cannot reach {endpoint}: {exc}") from None
+    click.echo(f"POST {endpoint} ({repo} {ref} {body['after'][:7]}) -> {response.status_code}")
+    answer = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
+    click.echo(json.dumps(answer, indent=2))
+    if response.status_code != 202:
+        sys.exit(1)
+    if wait_seconds > 0 and not _follow(answer["jobs"], wait_seconds):
+        sys.exit(1)
+
+
+def _follow(jobs: list[dict[str, Any]], wait_seconds: float) -> bool:
+    """Print each job's status as it changes; True when all completed."""
+    headers = {}
+    if token := os.environ.get("SYNCBRIDGE_API_TOKEN"):
+        headers["Authorization"] = f"Bearer {token}"
+    last: dict[str, str] = {}
+    final: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + wait_seconds
+    while len(final) < len(jobs) and time.monotonic() < deadline:
+        for summary in jobs:
+            if summary["id"] in final:
+                continue
+            job = requests.get(summary["url"], headers=headers, timeout=10).json()
+            remote = job.get("remote") or {}
+            line = f"{job['status']}" + (f" (provider: {remote.get('status')})" if remote.get("status") else "")
+            if last.get(job["id"]) != line:
+                last[job["id"]] = line
+                click.echo(f"  {job['target']:<20} {line}")
+            if job["status"] in TERMINAL:
+                final[job["id"]] = job
+        time.sleep(0.25)
+    for job in final.values():
+        click.echo(json.dumps(job, indent=2))
+    if len(final) < len(jobs):
+        click.echo(f"still running after {wait_seconds:.0f}s; follow with `syncbridge jobs ID`")
+        return False
+    return all(job["status"] == "completed" for job in final.values())
+
+
+def _default_repo(config: config_module.Config, source: str) -> str:
+    """The first route's repo for the source when it is a plain name (no glob characters)."""
+    for route in config.routes:
+        if route.source == source and compile_glob(route.repo).pattern.replace("\\", "") == route.repo:
+            return route.repo
+    return "acme/widgets"

@@ -1,0 +1,383 @@
+"""The YAML config: loaded, ``${VAR}``-interpolated and validated into typed models.
+
+Every problem is reported as ``<file>: <dotted.key>: <reason>`` so an operator can fix the
+config without reading code. Secrets are ``SecretStr`` so that a stray repr or log line shows
+``**********``; :meth:`Config.secret_values` lists them for scrubbing messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bridge.durations import parse_duration
+from bridge.globs import GlobError, compile_glob
+
+DEFAULT_PATH = "syncbridge.yml"
+DEMO_PATH = Path(__file__).with_name("demo.yml")
+SOURCE_KINDS = ("github", "gitlab", "gitea", "forgejo", "bitbucket-server", "bitbucket-cloud")
+JOB_STATES = ("queued", "in_progress", "completed", "failed")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 reads ``on:`` (notify's key) and ``no`` as booleans."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``problems`` are ``file: key: reason`` lines."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo must never silently disable a setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+class Hook(Strict):
+    repo: str | None = None
+    org: str | None = None
+    id: int | None = None
+    app: bool = False
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> Hook:
+        if self.app == bool(self.repo or self.org):
+            raise ValueError("give either {repo, id}, {org, id} or {app: true}")
+        if not self.app and self.id is None:
+            raise ValueError("a repo or org hook needs its id")
+        return self
+
+
+class SourceApi(Strict):
+    token: SecretStr
+    hook: Hook
+    base_url: AnyHttpUrl = AnyHttpUrl("https://api.github.com")
+    sweep_every: Seconds = 600.0
+
+
+class Source(Strict):
+    kind: Literal["github", "gitlab", "gitea", "forgejo", "bitbucket-server", "bitbucket-cloud"]
+    secret: SecretStr | None = None
+    secrets: list[SecretStr] | None = None
+    api: SourceApi | None = None
+
+    @model_validator(mode="after")
+    def _has_secret(self) -> Source:
+        if not self.secret_list():
+            raise ValueError("a source needs `secret` (or `secrets` during a rotation): unsigned hooks are refused")
+        return self
+
+    def secret_list(self) -> list[bytes]:
+        """Every accepted secret, current first, as the bytes HMAC needs."""
+        values = ([self.secret] if self.secret else []) + list(self.secrets or [])
+        return [value.get_secret_value().encode() for value in values if value.get_secret_value()]
+
+
+# --- targets: one model per provider, chosen by `provider` ----------------------------------
+
+
+class TargetBase(Strict):
+    base_url: str
+    timeout: Seconds = Field(default=900.0, description="longest the bridge follows one sync before failing it")
+    retries: int = Field(default=5, ge=0, le=50, description="retries of a provider call that failed transiently")
+    reconcile_every: Seconds | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+
+class MesaTarget(TargetBase):
+    provider: Literal["mesa"]
+    base_url: str = "https://api.mesa.dev/v1"
+    org: str
+    repo: str
+    direction: Literal["pull", "push"] = "pull"
+    token: SecretStr
+
+
+class GoogleCsrTarget(TargetBase):
+    provider: Literal["google-csr"]
+    base_url: str = "https://sourcerepo.googleapis.com"
+    repo: Annotated[str, Field(pattern=r"^projects/[^/]+/repos/.+$")]
+    credentials_file: str | None = None
+    token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> GoogleCsrTarget:
+        if bool(self.credentials_file) == bool(self.token):
+            raise ValueError("give exactly one of credentials_file (service account) or token")
+        return self
+
+
+class BitbucketDcTarget(TargetBase):
+    provider: Literal["bitbucket-dc"]
+    project: str
+    repo: str
+    token: SecretStr
+    on_diverged: Literal["report", "merge", "discard"] = "report"
+
+
+class AzureSource(Strict):
+    collection_id: str
+    project_id: str
+    repository_id: str
+
+
+class AzureDevopsTarget(TargetBase):
+    provider: Literal["azure-devops"]
+    base_url: str = "https://dev.azure.com"
+    organization: str
+    project: str
+    repository: str
+    source: AzureSource
+    token: SecretStr
+
+
+class HuaweiIam(Strict):
+    username: str
+    password: SecretStr
+    domain: str
+    project: str
+    endpoint: str
+
+
+class CodeartsTarget(TargetBase):
+    provider: Literal["codearts"]
+    repository_id: int | str
+    token: SecretStr | None = None
+    iam: HuaweiIam | None = None
+    force_fetch: bool = False
+    endpoint_uuid: str | None = None
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> CodeartsTarget:
+        if bool(self.token) == bool(self.iam):
+            raise ValueError("give exactly one of token or iam")
+        return self
+
+
+class GitlabMirrorTarget(TargetBase):
+    provider: Literal["gitlab-mirror"]
+    base_url: str = "https://gitlab.com"
+    project: int | str
+    token: SecretStr
+
+
+class GiteaMirrorTarget(TargetBase):
+    provider: Literal["gitea-mirror"]
+    repo: Annotated[str, Field(pattern=r"^[^/\s]+/[^/\s]+$")]
+    token: SecretStr
+
+
+Target = Annotated[
+    MesaTarget
+    | GoogleCsrTarget
+    | BitbucketDcTarget
+    | AzureDevopsTarget
+    | CodeartsTarget
+    | GitlabMirrorTarget
+    | GiteaMirrorTarget,
+    Field(discriminator="provider"),
+]
+PROVIDERS = ("google-csr", "bitbucket-dc", "azure-devops", "mesa", "codearts", "gitlab-mirror", "gitea-mirror")
+
+
+# --- routes and notify -----------------------------------------------------------------------
+
+
+class Route(Strict):
+    source: str
+    repo: str
+    branches: list[str] | None = None
+    tags: list[str] | None = None
+    targets: list[str] = Field(min_length=1)
+
+    @field_validator("repo")
+    @classmethod
+    def _repo_glob(cls, value: str) -> str:
+        return _check_glob(value)
+
+    @field_validator("branches", "tags")
+    @classmethod
+    def _ref_globs(cls, value: list[str] | None) -> list[str] | None:
+        for glob in value or []:
+            _check_glob(glob)
+        return value
+
+    @property
+    def ref_filter(self) -> dict[str, list[str]] | None:
+        """The route's branch/tag globs, or None when it takes every ref."""
+        if self.branches is None and self.tags is None:
+            return None
+        return {"branches": self.branches, "tags": self.tags}
+
+
+class Notify(Strict):
+    url: AnyHttpUrl
+    on: list[Literal["queued", "in_progress", "completed", "failed"]] = ["completed", "failed"]
+
+
+class Config(Strict):
+    sources: dict[str, Source]
+    targets: dict[str, Target]
+    routes: list[Route] = []
+    notify: list[Notify] = []
+    retention: Seconds = Field(default=7 * 86400.0, description="how long jobs and deliveries are kept")
+    path: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _names_exist(self) -> Config:
+        problems = []
+        for index, route in enumerate(self.routes):
+            if route.source not in self.sources:
+                problems.append(f"routes.{index}.source: unknown source {route.source!r}"
+                                f" (sources: {', '.join(self.sources) or 'none'})")
+            for name in route.targets:
+                if name not in self.targets:
+                    problems.append(f"routes.{index}.targets: unknown target {name!r}"
+                                    f" (targets: {', '.join(self.targets) or 'none'})")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def secret_values(self) -> list[str]:
+        """Every secret in the config (webhook secrets, tokens, passwords), longest first."""
+        found: set[str] = set()
+        _collect_secrets(self, found)
+        return sorted((value for value in found if len(value) >= 4), key=len, reverse=True)
+
+
+def _check_glob(glob: str) -> str:
+    try:
+        compile_glob(glob)
+    except GlobError as exc:
+        raise ValueError(f"bad glob: {exc}") from None
+    return glob
+
+
+def _collect_secrets(value: Any, found: set[str]) -> None:
+    if isinstance(value, SecretStr):
+        found.add(value.get_secret_value())
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _collect_secrets(getattr(value, name), found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_secrets(item, found)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect_secrets(item, found)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def config_path() -> Path:
+    """The config file named by ``SYNCBRIDGE_CONFIG``, else ``./syncbridge.yml``."""
+    return Path(os.environ.get("SYNCBRIDGE_CONFIG") or DEFAULT_PATH)
+
+
+def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read, interpolate and validate a config file; raise ConfigError naming file, key, reason."""
+    file = Path(path) if path is not None else config_path()
+    env = dict(os.environ) if env is None else env
+    try:
+        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read: {exc.strerror or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{file}: not valid YAML: {exc}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{file}: the top level must be a mapping with sources, targets and routes"])
+    problems: list[str] = []
+    data = _interpolate(raw, env, (), problems)
+    try:
+        config = Config.model_validate({**data, "path": str(file)})
+    except ValidationError as exc:
+        problems += _describe(exc)
+    if problems:
+        raise ConfigError([f"{file}: {problem}" for problem in problems])
+    return config
+
+
+def _interpolate(value: Any, env: dict[str, str], where: tuple[str, ...], problems: list[str]) -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string, noting unset variables."""
+    if isinstance(value, dict):
+        return {key: _interpolate(item, env, (*where, str(key)), problems) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(item, env, (*where, str(i)), problems) for i, item in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and (env[name] or default is None):
+            return env[name]
+        if default is not None:
+            return default
+        problems.append(f"{'.'.join(where)}: environment variable {name} is not set"
+                        f" (write ${{{name}:-default}} to give a default)")
+        return ""
+
+    # Strings stay strings; pydantic's lax mode reads "123" or "true" where a number or flag is due.
+    return _VAR.sub(substitute, value)
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    """Pydantic errors as ``dotted.key: reason``, without the union tag pydantic inserts."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"] if str(part) not in PROVIDERS]
+        key = ".".join(loc) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "union_tag_invalid":
+            message = f"unknown provider; one of {', '.join(PROVIDERS)}"
+        elif error["type"] == "union_tag_not_found":
+            message = f"missing `provider`; one of {', '.join(PROVIDERS)}"
+        elif error["type"] == "literal_error" and loc and loc[-1] == "kind":
+            message = f"unknown kind; one of {', '.join(SOURCE_KINDS)}"
+        if not loc:  # cross-reference problems carry their own keys, one per line
+            lines.extend(message.splitlines())
+            continue
+        lines.append(f"{key}: {message}")
+    return lines

@@ -1,0 +1,24 @@
+"""Human durations (``30s``, ``10m``, ``6h``, ``7d``) as seconds, for config and CLI alike."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds in ``value``; a bare number is seconds. Raises ValueError on anything else."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 30s, 10m, 6h, 7d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _PATTERN.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration like 30s, 10m, 6h or 7d")
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds

@@ -1,0 +1,54 @@
+"""GitLab: the secret itself in ``X-Gitlab-Token``, or a Standard-Webhooks signature; JSON bodies.
+
+A hook may have a secret token, a signing token, or both: either proof is accepted, so a source
+can move from the plain token to signatures without a flag day. GitLab has no ping: its "Test"
+button sends an ordinary push built from the latest commits, which is a harmless sync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bridge.events import Event, Ignored, Push, Unauthorized
+from bridge.sources import payloads
+from bridge.sources.signing import token_matches, verify_standard_webhook
+
+KIND = "gitlab"
+TOKEN_HEADER = "X-Gitlab-Token"
+SIGNATURE_HEADER = "webhook-signature"
+EVENT_HEADER = "X-Gitlab-Event"
+PUSH_EVENTS = frozenset({"Push Hook", "Tag Push Hook"})
+SYSTEM_HOOK = "System Hook"
+SYSTEM_PUSH_EVENTS = frozenset({"push", "tag_push"})
+"""System hooks name the event in the body; ``repository_update`` is left out on purpose: GitLab
+sends it for the same push as ``push``/``tag_push`` when both are enabled, and would double the jobs."""
+
+
+def verify(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> None:
+    """Raise Unauthorized unless the token equals a secret or the Standard-Webhooks signature holds."""
+    if token_matches(headers.get(TOKEN_HEADER), secrets):
+        return
+    if headers.get(SIGNATURE_HEADER):
+        verify_standard_webhook(headers, body, secrets)
+        return
+    if headers.get(TOKEN_HEADER):
+        raise Unauthorized(f"{TOKEN_HEADER} does not match")
+    raise Unauthorized(f"missing {TOKEN_HEADER} or {SIGNATURE_HEADER} header")
+
+
+def parse(headers: Mapping[str, str], body: bytes) -> Event:
+    """Turn a verified delivery into a Push or Ignored (GitLab sends no ping)."""
+    delivery = headers.get("Idempotency-Key") or headers.get("X-Gitlab-Event-UUID") or None
+    event = payloads.header(headers, EVENT_HEADER)
+    payload = payloads.load(headers.get("Content-Type"), body, host="GitLab")
+    if event == SYSTEM_HOOK:
+        name = payload.get("event_name") or payload.get("object_kind")
+        if not (isinstance(name, str) and name in SYSTEM_PUSH_EVENTS):
+            return Ignored(f"system hook {name} events are not pushes", delivery)
+    elif event not in PUSH_EVENTS:
+        return Ignored(f"{event} events are not pushes", delivery)
+    update = payloads.ref_update(
+        payloads.text(payload, "ref"), payloads.text(payload, "before"), payloads.text(payload, "after")
+    )
+    repo = payloads.text(payload, "project", "path_with_namespace")
+    return Push(repo=repo, updates=(update,), delivery=delivery)

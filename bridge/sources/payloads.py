@@ -1,0 +1,109 @@
+"""Reading a verified body, shared by every host module.
+
+Hosts differ in where they put a push's fields, not in how a body is decoded or what a
+well-formed ref update looks like; keeping both here means one place decides what is a 400
+(BadPayload) or a 415 (UnsupportedMediaType), and no host module lets a KeyError or TypeError
+escape as a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from bridge.events import BadPayload, RefUpdate, UnsupportedMediaType
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+FORM_FIELD = b"payload"
+_SHA_LENGTHS = (40, 64)  # SHA-1 and SHA-256 object ids: Gitea, Forgejo and GitLab host SHA-256 repositories
+_HEX = frozenset(string.hexdigits)
+
+
+def media_type(content_type: str | None) -> str:
+    """``application/json`` from ``application/json; charset=utf-8``, lower-cased; "" when absent."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def form_payload(body: bytes) -> bytes | None:
+    """The exact bytes of the one ``payload`` field of a form body, or None if it has none or several.
+
+    Decoded by hand rather than with ``parse_qs``: that one re-encodes values as ASCII or
+    replaces bad UTF-8, and Gitea signs these very bytes, so they must come back unchanged.
+    Two ``payload`` fields are refused, so verify and parse can never read different ones.
+    """
+    found: list[bytes] = []
+    for pair in body.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        if unquote_to_bytes(name.replace(b"+", b" ")) == FORM_FIELD:
+            found.append(unquote_to_bytes(value.replace(b"+", b" ")))
+    return found[0] if len(found) == 1 else None
+
+
+def load(content_type: str | None, body: bytes, *, host: str, form: bool = False) -> dict[str, Any]:
+    """The JSON object of a verified body: a JSON body, or (``form=True``) a form's ``payload`` field.
+
+    ``host`` names the sender in the error, so a 415 says what that host would have sent.
+    """
+    mimetype = media_type(content_type)
+    if form and mimetype == FORM:
+        text = form_payload(body)
+        if text is None:
+            raise BadPayload("form body without exactly one payload field")
+    elif mimetype == JSON:
+        text = body
+    else:
+        accepted = f"{JSON} or {FORM}" if form else JSON
+        raise UnsupportedMediaType(f"{host} sends {accepted}, not {mimetype or 'no content type'}")
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BadPayload(f"body is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise BadPayload("body is not a JSON object")
+    return payload
+
+
+def header(headers: Mapping[str, str], name: str) -> str:
+    """A header the host always sends (the event name); BadPayload when a verified body lacks it."""
+    value = headers.get(name)
+    if not value:
+        raise BadPayload(f"missing {name} header")
+    return value
+
+
+def text(obj: Any, *path: str) -> str:
+    """The non-empty string at ``path`` inside ``obj``, or BadPayload naming the path."""
+    value = obj
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            raise BadPayload(f"missing {'.'.join(path)}")
+        value = value[key]
+    if not isinstance(value, str) or not value:
+        raise BadPayload(f"{'.'.join(path)} is not a non-empty string")
+    return value
+
+
+def ref_update(ref: str, before: str, after: str) -> RefUpdate:
+    """A RefUpdate whose ref is a full ref name and whose ends are object ids, else BadPayload.
+
+    Checked here because routing globs and the job record trust both: a host's short branch
+    name or an empty ``after`` must be a 400 now, not a mirror job for a ref that does not exist.
+    """
+    if not ref.startswith("refs/") or len(ref) == len("refs/"):
+        raise BadPayload(f"{ref!r} is not a full ref name")
+    return RefUpdate(ref=ref, before=_object_id(before, "before"), after=_object_id(after, "after"))
+
+
+def _object_id(value: str, name: str) -> str:
+    if len(value) not in _SHA_LENGTHS or not _HEX.issuperset(value):
+        raise BadPayload(f"{name} is not a 40- or 64-character hex object id")
+    return value.lower()
+
+
+def is_zero(sha: str) -> bool:
+    """Whether ``sha`` is a null object id of either length: a created (before) or deleted (after) ref."""
+    return set(sha) == {"0"}

@@ -1,0 +1,24 @@
+"""Liveness and readiness: ``/healthz`` never touches Redis, ``/readyz`` always does."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from redis.exceptions import RedisError
+
+from bridge.app import current
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    try:
+        current().redis.ping()
+    except RedisError as exc:
+        return jsonify(status="unavailable", redis=type(exc).__name__), 503
+    return jsonify(status="ok")

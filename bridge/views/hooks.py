@@ -1,0 +1,60 @@
+"""``POST /hooks/<source>``: verify the raw bytes, parse, route, enqueue, answer."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from flask import Blueprint, jsonify, request, url_for
+
+from bridge.app import current
+from bridge.events import BadPayload, Ignored, Ping, Unauthorized, UnsupportedMediaType
+from bridge.routing import route_push
+from bridge.sources import SOURCES
+
+bp = Blueprint("hooks", __name__)
+log = logging.getLogger("syncbridge.hooks")
+
+
+@bp.post("/hooks/<source>")
+def receive(source: str):
+    bridge = current()
+    settings = bridge.config.sources.get(source)
+    if settings is None:
+        return jsonify(error=f"unknown source {source!r}"), 404
+    host = SOURCES[settings.kind]
+    body = request.get_data(cache=False)  # raw bytes; over MAX_CONTENT_LENGTH is a 413 before reading
+    try:
+        host.verify(request.headers, body, settings.secret_list())
+    except Unauthorized as exc:
+        log.warning("source=%s rejected: %s", source, exc)
+        return jsonify(error=str(exc)), 401
+    try:
+        event = host.parse(request.headers, body)
+    except UnsupportedMediaType as exc:
+        return jsonify(error=str(exc)), 415
+    except BadPayload as exc:
+        return jsonify(error=str(exc)), 400
+    if isinstance(event, Ping):
+        return jsonify(ping="ok", source=source)
+    if isinstance(event, Ignored):
+        return jsonify(ignored=event.reason)
+    matches = route_push(bridge.config, source, event)
+    if not matches:
+        refs = ", ".join(update.ref for update in event.updates)
+        return jsonify(ignored=f"no route for {event.repo} {refs}")
+    delivery = event.delivery or "sha256-" + hashlib.sha256(body).hexdigest()
+    providers = {match.target: bridge.config.targets[match.target].provider for match in matches}
+    receipt = bridge.enqueuer.enqueue(source, event.repo, delivery, matches, providers)
+    if receipt.seen_before:
+        jobs = [_summary(job["id"], job["target"], job["status"]) for job in bridge.store.get_many(receipt.job_ids)]
+        log.info("delivery=%s seen before: jobs=%s", delivery, ",".join(receipt.job_ids))
+        return jsonify(delivery=delivery, jobs=jobs), 200
+    jobs = [_summary(job_id, match.target, "queued") for job_id, match in zip(receipt.job_ids, matches, strict=True)]
+    log.info("delivery=%s source=%s repo=%s jobs=%s", delivery, source, event.repo, ",".join(receipt.job_ids))
+    return jsonify(delivery=delivery, jobs=jobs), 202
+
+
+def _summary(job_id: str, target: str, status: str) -> dict[str, str]:
+    return {"id": job_id, "target": target, "status": status,
+            "url": url_for("jobs.show", job_id=job_id, _external=True)}

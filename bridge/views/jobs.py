@@ -1,0 +1,79 @@
+"""Reading jobs: ``/jobs/<id>``, ``/jobs``, ``/deliveries/<id>``, guarded by the API token."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+
+from flask import Blueprint, abort, jsonify, request
+from werkzeug.exceptions import Unauthorized
+
+from bridge.app import current
+from bridge.config import JOB_STATES
+from bridge.store import public
+
+bp = Blueprint("jobs", __name__)
+MAX_LIMIT = 500
+
+
+def presented_token() -> str | None:
+    """The token in ``Authorization: Bearer <t>`` or as the password of HTTP Basic auth."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value.strip()).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return None
+
+
+def require_token(always: bool = False) -> None:
+    """Abort 401 unless the API token was presented; open when none is set (unless ``always``)."""
+    expected = current().api_token
+    if expected is None and not always:
+        return
+    given = presented_token()
+    if expected is None or given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        response = jsonify(error="this route needs SYNCBRIDGE_API_TOKEN as a Bearer token or Basic password")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Basic realm="syncbridge"'
+        raise Unauthorized(response=response)
+
+
+@bp.before_request
+def _guard() -> None:
+    require_token()
+
+
+@bp.get("/jobs/<job_id>")
+def show(job_id: str):
+    job = current().store.get(job_id)
+    if job is None:
+        abort(404, description=f"no job {job_id!r} (unknown, or expired)")
+    return jsonify(public(job))
+
+
+@bp.get("/jobs")
+def index():
+    status = request.args.get("status") or None
+    if status is not None and status not in JOB_STATES:
+        abort(400, description=f"status must be one of {', '.join(JOB_STATES)}")
+    try:
+        limit = min(int(request.args.get("limit", 50)), MAX_LIMIT)
+    except ValueError:
+        abort(400, description="limit must be a whole number")
+    jobs = current().store.recent(status=status, target=request.args.get("target") or None,
+                                  repo=request.args.get("repo") or None, limit=max(limit, 1))
+    return jsonify(jobs=[public(job) for job in jobs])
+
+
+@bp.get("/deliveries/<delivery>")
+def delivery(delivery: str):
+    store = current().store
+    job_ids = store.delivery(delivery)
+    if job_ids is None:
+        abort(404, description=f"no delivery {delivery!r} (unknown, ignored, or expired)")
+    return jsonify(delivery=delivery, jobs=[public(job) for job in store.get_many(job_ids)])

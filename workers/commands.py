@@ -1,0 +1,61 @@
+"""The worker side's subcommands: ``syncbridge worker`` and ``syncbridge check``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from bridge import config as config_module
+from bridge.config import ConfigError
+from bridge.logs import configure
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="exit once the queue is empty")
+def worker(burst: bool) -> None:
+    """Run an RQ worker with its scheduler: triggers syncs and follows them to their end."""
+    from workers.context import context
+    from workers.worker import run
+
+    try:
+        ctx = context()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    configure(ctx.redact)
+    run(burst=burst)
+
+
+@click.command()
+@click.option("--online", is_flag=True, help="also make one harmless authenticated call to each target")
+def check(online: bool) -> None:
+    """Validate the config (file, key and reason for each problem); exit 1 if it is unusable."""
+    path = config_module.config_path()
+    try:
+        config = config_module.load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+    click.echo(f"{path}: OK: {len(config.sources)} sources, {len(config.targets)} targets, "
+               f"{len(config.routes)} routes")
+    if online and not _check_online(config):
+        sys.exit(1)
+
+
+def _check_online(config: config_module.Config) -> bool:
+    from bridge.redact import Redactor
+    from workers.providers import PROVIDERS
+    from workers.providers.base import Http, ProviderError
+
+    redact = Redactor(config.secret_values())
+    healthy = True
+    for name, target in config.targets.items():
+        try:
+            PROVIDERS[target.provider].check(target, Http(target, target.provider))
+        except ProviderError as exc:
+            healthy = False
+            click.echo(f"{name} ({target.provider}): FAILED: {redact(exc.reason)}")
+        else:
+            click.echo(f"{name} ({target.provider}): OK")
+    return healthy

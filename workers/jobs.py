@@ -1,0 +1,125 @@
+"""The RQ entry point: one job per sync, re-run by RQ until the provider's operation ends.
+
+Each execution does one provider call: the trigger the first time, a poll afterwards. While the
+operation runs, or after a transient failure, the job returns ``rq.Retry`` with the next
+interval, so RQ's scheduler runs it again later and no worker waits in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from datetime import datetime
+from typing import Any
+
+from rq import Retry, get_current_job
+from rq.job import Job
+
+from bridge.store import TERMINAL, Store
+from workers.context import context
+from workers.providers import PROVIDERS
+from workers.providers.base import Permanent, Remote, Transient
+
+log = logging.getLogger("syncbridge.worker")
+# RQ counts returned Retry objects against ``max``; the job bounds itself by time and retries.
+UNBOUNDED = 1_000_000
+POLL_INTERVALS = (1, 1, 2, 3, 5, 8, 10, 15)
+BACKOFF_BASE, BACKOFF_CAP = 2.0, 300.0
+
+
+def sync(job_id: str) -> Retry | None:
+    """Trigger or follow the provider sync of job ``job_id``; return a Retry while it is not done."""
+    ctx = context()
+    store = _store()
+    job = store.get(job_id)
+    if job is None or job["status"] in TERMINAL:
+        return None
+    if job["status"] == "queued":
+        store.start(job_id)
+        job = store.get(job_id) or job
+    target = ctx.config.targets.get(job["target"])
+    if target is None:
+        store.finish(job_id, "failed", error=f"target {job['target']!r} is no longer in the config")
+        return None
+    provider = PROVIDERS[target.provider]
+    http = ctx.http(job["target"])
+    try:
+        if job.get("remote") is None:
+            store.increment(job_id, "attempts")
+            remote = provider.trigger(target, job, http)
+            log.info("job=%s target=%s triggered: %s %s", job_id, job["target"], remote.id, remote.status)
+        else:
+            store.increment(job_id, "polls")
+            remote = provider.poll(target, job, Remote.from_json(job["remote"]), http)
+    except Transient as exc:
+        return _after_transient(store, job, target.retries, target.timeout, ctx.redact(exc.reason), exc.retry_after)
+    except Permanent as exc:
+        return _fail(store, job_id, ctx.redact(exc.reason))
+    store.update(job_id, remote=remote.to_json(), errors=0)
+    if remote.state == "completed":
+        store.finish(job_id, "completed")
+        log.info("job=%s target=%s completed (%s)", job_id, job["target"], remote.status)
+        return None
+    if remote.state == "failed":
+        return _fail(store, job_id, ctx.redact(remote.error or f"provider status {remote.status}"))
+    if _elapsed(job) > target.timeout:
+        return _fail(store, job_id, f"gave up after {int(target.timeout)}s: the provider still says {remote.status!r}")
+    polls = int(job.get("polls") or 0)
+    return Retry(max=UNBOUNDED, interval=[POLL_INTERVALS[min(polls, len(POLL_INTERVALS) - 1)]])
+
+
+def on_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseException, traceback: Any) -> None:
+    """RQ's failure callback: the sync ends failed once RQ will not run it again.
+
+    RQ calls this on every failed execution (a crash in our code, a worker killed mid-job and
+    found abandoned); while retries are left, RQ runs the job again and the record stays as is.
+    """
+    if job.retries_left:
+        return
+    store = Store(connection, context().config.retention)
+    record = store.get(job.id)
+    if record is not None and record["status"] not in TERMINAL:
+        store.finish(job.id, "failed", error=context().redact(f"worker error: {exc_type.__name__}: {exc_value}"))
+
+
+def _after_transient(store: Store, job: dict[str, Any], retries: int, timeout: float, reason: str,
+                     retry_after: float | None) -> Retry | None:
+    """Back off (honouring Retry-After) and run again, or fail once retries or time run out."""
+    errors = store.increment(job["id"], "errors")
+    if errors > retries:
+        return _fail(store, job["id"], f"{reason} (gave up after {errors} tries)")
+    delay = backoff(errors, retry_after)
+    if _elapsed(job) + delay > timeout:
+        return _fail(store, job["id"], f"{reason} (gave up: the target's timeout of {int(timeout)}s ran out)")
+    log.warning("job=%s retry %d/%d in %ds: %s", job["id"], errors, retries, delay, reason)
+    store.update(job["id"], last_error=reason)
+    return Retry(max=UNBOUNDED, interval=[delay])
+
+
+def backoff(errors: int, retry_after: float | None) -> int:
+    """Exponential backoff with jitter, never sooner than the provider's Retry-After."""
+    exponential = min(BACKOFF_CAP, BACKOFF_BASE ** (errors - 1))
+    delay = random.uniform(exponential / 2, exponential)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return max(1, math.ceil(delay))
+
+
+def _fail(store: Store, job_id: str, reason: str) -> None:
+    store.finish(job_id, "failed", error=reason)
+    log.warning("job=%s failed: %s", job_id, reason)
+    return None
+
+
+def _elapsed(job: dict[str, Any]) -> float:
+    started = job.get("started_at") or job["created_at"]
+    return time.time() - datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+
+
+def _store() -> Store:
+    current = get_current_job()
+    if current is None:
+        raise RuntimeError("workers.jobs.sync runs inside an RQ worker")
+    return Store(current.connection, context().config.retention)
