@@ -54,6 +54,7 @@ def waiting_key(coalesce_key: str) -> str:
 
 
 INDEX_KEY = f"{PREFIX}:jobs"
+LAST_SUCCESS_KEY = f"{PREFIX}:last_success"
 
 
 def encode(fields: dict[str, Any]) -> dict[str, str]:
@@ -147,8 +148,16 @@ class Store:
         """Record a terminal status; the record then lives ``retention`` seconds more."""
         if status not in TERMINAL:
             raise ValueError(f"{status} is not terminal")
+        finished_at = now_iso()
         pipe = self.redis.pipeline()
         pipe.hset(job_key(job_id), mapping=encode({**fields, "status": status, "error": error,
-                                                   "finished_at": now_iso()}))
+                                                   "finished_at": finished_at}))
         pipe.expire(job_key(job_id), self.retention)
-        pipe.execute()
+        pipe.hget(job_key(job_id), "target")
+        target = pipe.execute()[-1]
+        if status == "completed" and target:
+            self.redis.hset(LAST_SUCCESS_KEY, target.decode(), json.dumps({"job": job_id, "at": finished_at}))
+
+    def last_successes(self) -> dict[str, dict[str, str]]:
+        """Per target, the newest completed job and when it finished."""
+        return {name.decode(): json.loads(value) for name, value in self.redis.hgetall(LAST_SUCCESS_KEY).items()}

@@ -80,3 +80,21 @@ def test_api_token_guards_reads(config: Config, redis: Redis, monkeypatch: pytes
     assert client.get("/healthz").status_code == 200
     assert "read-token-42" not in json.dumps(client.get("/jobs", headers={
         "Authorization": "Bearer read-token-42"}).get_json())
+
+
+def test_dashboard_shows_jobs_and_targets(config: Config, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = create_app(config, redis).test_client()
+    job = post(client, "acme/widgets", "d-dash")
+    Store(redis, config.retention).finish(job["id"], "completed")
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert job["id"] in html and "widgets-mesa" in html and 'class="state completed"' in html
+    data = client.get("/dashboard.json?status=completed").get_json()
+    assert [j["id"] for j in data["jobs"]] == [job["id"]]
+    assert data["targets"][0]["last_success"]["job"] == job["id"]
+    monkeypatch.setenv("SYNCBRIDGE_API_TOKEN", "dash-token")
+    guarded = create_app(config, redis).test_client()
+    assert guarded.get("/").status_code == 401
+    basic = base64.b64encode(b"me:dash-token").decode()
+    assert guarded.get("/", headers={"Authorization": f"Basic {basic}"}).status_code == 200

@@ -1,0 +1,42 @@
+"""``GET /``: a page for people. Server-rendered, then refreshed by a small script every 2 s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, render_template, request
+
+from bridge.app import current
+from bridge.config import JOB_STATES
+from bridge.store import public
+from bridge.views.jobs import require_token
+
+bp = Blueprint("dashboard", __name__)
+
+
+@bp.before_request
+def _guard() -> None:
+    require_token()
+
+
+def state() -> dict[str, Any]:
+    """Recent jobs (filtered like /jobs) and each target's last success."""
+    bridge = current()
+    status = request.args.get("status") or None
+    jobs = bridge.store.recent(status=status if status in JOB_STATES else None,
+                               target=request.args.get("target") or None,
+                               repo=request.args.get("repo") or None, limit=100)
+    successes = bridge.store.last_successes()
+    targets = [{"name": name, "provider": target.provider, "last_success": successes.get(name)}
+               for name, target in bridge.config.targets.items()]
+    return {"jobs": [public(job) for job in jobs], "targets": targets}
+
+
+@bp.get("/")
+def index():
+    return render_template("dashboard.html", states=JOB_STATES, **state())
+
+
+@bp.get("/dashboard.json")
+def data():
+    return jsonify(state())

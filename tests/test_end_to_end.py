@@ -1,0 +1,109 @@
+"""The whole path with real processes: gunicorn web -> Redis -> worker process -> sandbox -> status.
+
+Also ``syncbridge run`` itself (embedded Redis, sandbox, web, worker) with ``send-test``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from bridge.embedded import EmbeddedRedis, free_port
+from tests.conftest import environ_for, github_headers, mesa_config, sandbox_calls
+from tests.test_hooks import push_body
+
+
+def wait_for(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not come up in {timeout}s")
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def bridge_processes(tmp_path: Path, redis_server: EmbeddedRedis, redis, sandbox: Any) -> Iterator[str]:
+    config = tmp_path / "syncbridge.yml"
+    config.write_text(mesa_config(sandbox.url).replace("\n        ", "\n"))
+    env = environ_for(redis_server.url, config)
+    port = free_port()
+    web = subprocess.Popen([sys.executable, "-m", "bridge", "web", "--host", "127.0.0.1", "--port", str(port),
+                            "--workers", "1"], env=env)
+    worker = subprocess.Popen([sys.executable, "-m", "bridge", "worker"], env=env)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/readyz")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(web)
+        stop(worker)
+
+
+def test_push_is_synced_through_real_processes(bridge_processes: str, sandbox: Any) -> None:
+    body = push_body(after="c" * 40)
+    sent = time.time()
+    response = requests.post(f"{bridge_processes}/hooks/github", data=body,
+                             headers=github_headers(body, delivery="e2e-1"), timeout=5)
+    assert response.status_code == 202, response.text
+    [summary] = response.json()["jobs"]
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        record = requests.get(summary["url"], timeout=5).json()
+        if not seen or seen[-1] != record["status"]:
+            seen.append(record["status"])
+        if record["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.05)
+    assert record["status"] == "completed", record
+    assert record["after"] == "c" * 40 and record["remote"]["status"] == "completed"
+    assert seen[-1] == "completed" and set(seen) <= {"queued", "in_progress", "completed"}
+    calls = sandbox_calls(sandbox, "mesa")
+    assert calls[0]["method"] == "POST"
+    print(f"\npush received -> Mesa called: {1000 * (calls[0]['at'] - sent):.1f} ms")
+    delivery = requests.get(f"{bridge_processes}/deliveries/e2e-1", timeout=5).json()
+    assert [job["status"] for job in delivery["jobs"]] == ["completed"]
+
+
+def test_syncbridge_run_demo_and_send_test(tmp_path: Path) -> None:
+    """The README's promise: `syncbridge run` with no config, then `send-test` shows a completed job."""
+    port, sandbox_port = free_port(), free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SYNCBRIDGE_", "REDIS_"))}
+    env.update(PORT=str(port), SYNCBRIDGE_DATA_DIR=str(tmp_path / "data"),
+               SYNCBRIDGE_SANDBOX_URL=f"http://127.0.0.1:{sandbox_port}")
+    run = subprocess.Popen([sys.executable, "-m", "bridge", "run"], env=env, cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/readyz", timeout=30)
+        sent = subprocess.run([sys.executable, "-m", "bridge", "send-test", "--source", "github", "--wait", "30"],
+                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert "-> 202" in sent.stdout and '"status": "completed"' in sent.stdout
+    finally:
+        run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=30)
+    assert run.returncode == 0, output
+    assert "stopping" in output
+    assert (tmp_path / "data" / "redis" / "appendonlydir").exists() or (tmp_path / "data" / "redis").exists()
