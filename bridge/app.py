@@ -39,7 +39,7 @@ def current() -> Bridge:
 
 def create_app(config: Config | None = None, redis: Redis | None = None) -> Flask:
     """Build the web app; without arguments it reads ``SYNCBRIDGE_CONFIG`` and ``REDIS_URL``."""
-    from bridge.views import dashboard, health, hooks, jobs
+    from bridge.views import dashboard, health, hooks, jobs, metrics
 
     config = config or config_module.load()
     redis = redis or connect()
@@ -52,7 +52,7 @@ def create_app(config: Config | None = None, redis: Redis | None = None) -> Flas
         log.warning("SYNCBRIDGE_API_TOKEN is not set: /jobs, /deliveries and the dashboard are open to anyone")
     app.extensions["syncbridge"] = Bridge(config, redis, Store(redis, config.retention),
                                           Enqueuer(redis, config.retention), token)
-    for blueprint in (hooks.bp, jobs.bp, health.bp, dashboard.bp):
+    for blueprint in (hooks.bp, jobs.bp, health.bp, dashboard.bp, metrics.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(RedisError)

@@ -17,6 +17,7 @@ COMMANDS = {
     "check": "workers.commands:check",
     "send-test": "bridge.commands.send_test:send_test",
     "jobs": "bridge.commands.jobs:jobs",
+    "retry": "bridge.commands.retry:retry",
     "sandbox": "bridge.commands.sandbox:sandbox",
 }
 

@@ -113,6 +113,7 @@ class Source(Strict):
 class TargetBase(Strict):
     base_url: str
     timeout: Seconds = Field(default=900.0, description="longest the bridge follows one sync before failing it")
+    request_timeout: Seconds = Field(default=30.0, description="longest one provider HTTP call may take")
     retries: int = Field(default=5, ge=0, le=50, description="retries of a provider call that failed transiently")
     reconcile_every: Seconds | None = None
 
@@ -320,7 +321,7 @@ def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None 
     file = Path(path) if path is not None else config_path()
     env = dict(os.environ) if env is None else env
     try:
-        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
+        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)
     except OSError as exc:
         raise ConfigError([f"{file}: cannot read: {exc.strerror or exc}"]) from None
     except yaml.YAMLError as exc:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ZERO_SHA = "0" * 40
+ZERO_SHA = "0" * 40  # what hosts send for a missing side of a SHA-1 ref update
+
 
 
 class Unauthorized(Exception):
@@ -30,6 +31,11 @@ class RefUpdate:
     ref: str
     before: str
     after: str
+
+    @property
+    def is_deletion(self) -> bool:
+        """All zeros, 40 (SHA-1) or 64 (SHA-256) of them: the ref is gone."""
+        return set(self.after) == {"0"}
 
     @property
     def is_tag(self) -> bool:

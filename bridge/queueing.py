@@ -27,10 +27,11 @@ from rq import Callback, Queue, Retry
 from rq.job import Job, JobStatus
 from rq.utils import now
 
-from bridge import store
+from bridge import metrics, store
 from bridge.routing import Match
 
 QUEUE_NAME = "syncbridge"
+NOTIFY_QUEUE_NAME = "syncbridge-notify"  # its own queue: a slow chat service never delays a sync
 SYNC_FUNCTION = "workers.jobs.sync"
 FAILURE_CALLBACK = "workers.jobs.on_failure"
 # One execution triggers or polls once, so it is short; a stuck HTTP call is cut by its own timeout.
@@ -39,17 +40,21 @@ EXECUTION_TIMEOUT = 300
 ABANDONED_RETRIES = Retry(max=3, interval=[5, 15, 30])
 
 _ENQUEUE = """
--- KEYS[1] delivery key, KEYS[2] jobs index, KEYS[3] RQ queue key, KEYS[4] RQ queues set
--- ARGV: retention, now (epoch s), job key prefix, RQ job key prefix, then per target:
+-- KEYS[1] delivery key, KEYS[2] jobs index, KEYS[3] RQ queue key, KEYS[4] RQ queues set,
+-- KEYS[5] the webhooks_received metric hash
+-- ARGV: retention, now (epoch s), job key prefix, RQ job key prefix, metric field if new,
+--   metric field if seen before, then per target:
 --   waiting key, job id, n, n job fields (k v ...), m, m RQ job fields (k v ...)
 local retention = tonumber(ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', KEYS[5], ARGV[6], 1)
   local ids = redis.call('LRANGE', KEYS[1], 0, -1)
   table.insert(ids, 1, 'seen')
   return ids
 end
+redis.call('HINCRBY', KEYS[5], ARGV[5], 1)
 local result = {'new'}
-local i = 5
+local i = 7
 while i <= #ARGV do
   local waiting, id = ARGV[i], ARGV[i + 1]
   local njob = tonumber(ARGV[i + 2])
@@ -88,6 +93,20 @@ redis.call('EXPIRE', KEYS[1], retention)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - retention)
 return result
 """
+_REQUEUE = """
+-- KEYS[1] job record, KEYS[2] RQ job hash, KEYS[3] RQ queue; ARGV[1] retention, ARGV[2] job id,
+-- ARGV[3] n, n record fields (k v ...), then RQ job fields (k v ...)
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'failed' then return status or '' end
+local n = tonumber(ARGV[3])
+redis.call('HDEL', KEYS[1], 'started_at', 'finished_at', 'error', 'last_error')
+redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 4 + n))
+redis.call('RPUSH', KEYS[3], ARGV[2])
+return 'queued'
+"""
 # Positions of ref, before, after in the field list below (1-based pairs), used by the script.
 _JOB_FIELD_ORDER = ("id", "status", "source", "repo", "ref", "before", "after", "delivery", "target",
                     "provider", "attempts", "created_at", "trigger", "refs", "waiting_key", "pushes")
@@ -110,12 +129,14 @@ class Enqueuer:
         self.retention = int(retention)
         self.queue = Queue(QUEUE_NAME, connection=redis)
         self._script = redis.register_script(_ENQUEUE)
+        self._requeue = redis.register_script(_REQUEUE)
 
     def enqueue(self, source: str, repo: str, delivery: str, matches: list[Match],
                 providers: dict[str, str], trigger: str = "push") -> Receipt:
         """Store one job per match (or join a waiting one) atomically, keyed by ``delivery``."""
         args: list[Any] = [self.retention, f"{now().timestamp():.6f}", store.job_key(""),
-                           Job.redis_job_namespace_prefix]
+                           Job.redis_job_namespace_prefix, metrics.field(source=source, outcome="accepted"),
+                           metrics.field(source=source, outcome="duplicate")]
         created_at = store.now_iso()
         for match in matches:
             job_id = uuid.uuid4().hex
@@ -131,10 +152,20 @@ class Enqueuer:
             job_fields = [item for name in _JOB_FIELD_ORDER for item in (name, fields[name])]
             rq_fields = self._rq_fields(job_id, f"sync {match.target} for {repo} {match.update.ref}")
             args += [waiting, job_id, len(job_fields), *job_fields, len(rq_fields), *rq_fields]
-        keys = [store.delivery_key(delivery), store.INDEX_KEY, self.queue.key, Queue.redis_queues_keys]
+        keys = [store.delivery_key(delivery), store.INDEX_KEY, self.queue.key, Queue.redis_queues_keys,
+                metrics.key("webhooks_received")]
         reply = self._script(keys=keys, args=args)
         flag, *ids = (item.decode() for item in reply)
         return Receipt(delivery=delivery, job_ids=ids, seen_before=flag == "seen")
+
+    def requeue(self, job_id: str) -> str | None:
+        """Run a failed job again (same id, ``trigger: retry``); returns the status it had if not failed."""
+        fields = store.encode({"status": "queued", "remote": None, "errors": 0, "polls": 0, "trigger": "retry"})
+        flat = [item for pair in fields.items() for item in pair]
+        rq_fields = self._rq_fields(job_id, f"retry of {job_id}")
+        keys = [store.job_key(job_id), Job.redis_job_namespace_prefix + job_id, self.queue.key]
+        result = self._requeue(keys=keys, args=[self.retention, job_id, len(flat), *flat, *rq_fields]).decode()
+        return None if result == "queued" else result
 
     def _rq_fields(self, job_id: str, description: str) -> list[Any]:
         """RQ's own job hash for ``job_id``, flattened for HSET, exactly as RQ would save it."""

@@ -29,7 +29,9 @@ CHAOS_TIMEOUT = 3.0
 Phase = Literal["queued", "running", "done"]
 
 # Settings every provider understands; ``None`` for seconds means "count polls instead".
-COMMON_DEFAULTS: dict[str, Any] = {"polls": 2, "seconds": None, "outcome": "completed", "error": None, "latency": 0.0}
+COMMON_DEFAULTS: dict[str, Any] = {
+    "polls": 2, "queued_polls": 0, "seconds": None, "outcome": "completed", "error": None, "latency": 0.0,
+}
 
 # What each provider adds to COMMON_DEFAULTS; a PUT of any other key is refused, so typos show.
 PROVIDER_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -50,12 +52,13 @@ PROVIDER_DEFAULTS: dict[str, dict[str, Any]] = {
     "gitea-mirror": {"mirror": True},
 }
 
+_EXTRA_OUTCOMES = {"azure-devops": ("abandoned",), "gitlab-mirror": ("canceled",)}
 OUTCOMES: dict[str, tuple[str, ...]] = {
-    name: ("completed", "failed") + {"azure-devops": ("abandoned",), "gitlab-mirror": ("canceled",)}.get(name, ())
-    for name in PROVIDERS
+    name: ("completed", "failed", *_EXTRA_OUTCOMES.get(name, ())) for name in PROVIDERS
 }
 
 _NUMBER = (int, float)
+_PROGRESS = ("polls", "queued_polls", "seconds", "outcome", "error")  # copied into each new Operation
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "unpollable_status": (404, 405, 501), "synchronize": (200, 204, 409),
     "auth_failure": (203, 401), "trigger_status": (200, 202),
@@ -78,6 +81,7 @@ class Operation:
     provider: str
     key: str
     polls: int
+    queued_polls: int
     seconds: float | None
     outcome: str
     error: str | None
@@ -118,12 +122,38 @@ class Operation:
         elif self.polled >= self.polls:
             self.started_at = self.started_at or now
             self.finished_at = now
-        elif self.polled and self.started_at is None:
+        elif self.polled > self.queued_polls and self.started_at is None:
             self.started_at = now
         return self.phase
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "phase": self.phase}
+
+
+@dataclass
+class RepoSummary:
+    """What a per-repo mirror status shows, from the repo's operations (oldest first)."""
+
+    history: list[Operation]
+    latest: Operation | None
+    last_started: Operation | None
+    last_finished: Operation | None
+    last_success: Operation | None
+    failures: int  # consecutive failed operations since the last success
+
+    @classmethod
+    def of(cls, history: list[Operation]) -> RepoSummary:
+        def last(ops: list[Operation]) -> Operation | None:
+            return ops[-1] if ops else None
+
+        finished = [op for op in history if op.phase == "done"]
+        failures = 0
+        for op in reversed(finished):
+            if op.succeeded:
+                break
+            failures += 1
+        return cls(history, last(history), last([op for op in history if op.started_at is not None]),
+                   last(finished), last([op for op in finished if op.succeeded]), failures)
 
 
 @dataclass
@@ -254,7 +284,8 @@ class SandboxState:
             rate, timeout, rng = chaos
             if rng.random() >= rate:
                 return None
-            return copy.deepcopy(rng.choice([{"status": 500}, {"status": 429, "retry_after": 1}, {"timeout": timeout}]))
+            picks = [{"status": 500}, {"status": 429, "retry_after": 1}, {"timeout": timeout}]
+            return rng.choice(picks)
 
     # -- operations and per-repo state -------------------------------------------------------
 
@@ -263,10 +294,17 @@ class SandboxState:
         with self.lock:
             return next(self._serial)
 
-    def create_operation(self, provider: str, key: str, op_id: str, **data: Any) -> Operation:
+    def create_operation(self, provider: str, key: str, op_id: str, instant: bool = False,
+                         **data: Any) -> Operation:
+        """A new operation on ``key`` (the repo) progressing per the provider's settings right now.
+
+        ``instant`` is for synchronous providers (Bitbucket): done, successfully, on creation.
+        """
         settings = self.settings(provider)
-        op = Operation(id=op_id, provider=provider, key=key, polls=int(settings["polls"]),
-                       seconds=settings["seconds"], outcome=settings["outcome"], error=settings["error"], data=data)
+        if instant:
+            settings.update(polls=0, seconds=None, outcome="completed")
+        progress = {name: settings[name] for name in _PROGRESS}
+        op = Operation(id=op_id, provider=provider, key=key, data=data, **progress)
         with self.lock:
             op.observe()
             self._operations[(provider, op_id)] = op
@@ -284,6 +322,15 @@ class SandboxState:
             for op in ops:
                 op.observe()
             return ops
+
+    def poll_latest(self, provider: str, key: str) -> RepoSummary:
+        """For providers whose status is per repo (no operation id): a look at the repo's status
+        is a poll of its latest operation."""
+        with self.lock:
+            history = self.history(provider, key)
+            if history:
+                history[-1].observe(poll=True)
+            return RepoSummary.of(history)
 
     def operations(self, provider: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -308,14 +355,17 @@ def _check_settings(provider: str, values: Any) -> None:
             raise SettingsError(f"outcome for {provider} must be one of {', '.join(OUTCOMES[provider])}")
         if key in _CHOICES and value not in _CHOICES[key]:
             raise SettingsError(f"{key} must be one of {', '.join(map(str, _CHOICES[key]))}")
-        if key == "polls" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise SettingsError("polls must be an integer >= 0")
+        if key in ("polls", "queued_polls") and not (isinstance(value, int) and _non_negative(value)):
+            raise SettingsError(f"{key} must be an integer >= 0")
         if key in ("seconds", "latency", "min_interval", "token_lifetime") and not (
-            (value is None and key == "seconds") or (isinstance(value, _NUMBER) and not isinstance(value, bool)
-                                                      and value >= 0)):
+                (value is None and key == "seconds") or _non_negative(value)):
             raise SettingsError(f"{key} must be a number >= 0" + (" or null" if key == "seconds" else ""))
         if key == "error" and value is not None and not isinstance(value, str):
             raise SettingsError("error must be a string or null")
+
+
+def _non_negative(value: Any) -> bool:
+    return isinstance(value, _NUMBER) and not isinstance(value, bool) and value >= 0
 
 
 def _check_fault(item: Any) -> None:
@@ -324,16 +374,16 @@ def _check_fault(item: Any) -> None:
     if "status" in item and not (isinstance(item["status"], int) and 200 <= item["status"] <= 599):
         raise SettingsError(f"status must be an HTTP status: {item!r}")
     for key in ("timeout", "retry_after"):
-        if key in item and not (isinstance(item[key], _NUMBER) and item[key] >= 0):
+        if key in item and not _non_negative(item[key]):
             raise SettingsError(f"{key} must be a number >= 0: {item!r}")
 
 
 def _check_chaos(chaos: Any) -> tuple[float, float, random.Random] | None:
     if chaos is None:
         return None
-    if not isinstance(chaos, dict) or not isinstance(chaos.get("rate"), _NUMBER) or not 0 <= chaos["rate"] <= 1:
+    if not isinstance(chaos, dict) or not _non_negative(chaos.get("rate")) or chaos["rate"] > 1:
         raise SettingsError('chaos must be {"rate": 0..1, "seed": int, "timeout": seconds (default 3)}')
     timeout = chaos.get("timeout", CHAOS_TIMEOUT)
-    if not isinstance(timeout, _NUMBER) or timeout < 0:
+    if not _non_negative(timeout):
         raise SettingsError("chaos timeout must be a number >= 0")
     return float(chaos["rate"]), float(timeout), random.Random(chaos.get("seed"))

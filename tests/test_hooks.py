@@ -107,7 +107,7 @@ def test_bad_signature_is_401_and_stores_nothing(client: FlaskClient, redis: Red
     response = client.post("/hooks/github", data=sent, headers=headers)
     assert response.status_code == 401
     assert SECRET not in response.get_data(as_text=True)
-    assert queued_ids(redis) == [] and redis.keys("syncbridge:*") == []
+    assert queued_ids(redis) == [] and redis.keys("syncbridge:job:*") == redis.keys("syncbridge:delivery:*") == []
 
 
 def test_rotated_secrets_are_all_accepted(write_config: Callable[[str], Config], redis: Redis) -> None:

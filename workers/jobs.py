@@ -17,7 +17,9 @@ from typing import Any
 from rq import Retry, get_current_job
 from rq.job import Job
 
+from bridge import metrics
 from bridge.store import TERMINAL, Store
+from workers import notify
 from workers.context import context
 from workers.providers import PROVIDERS
 from workers.providers.base import Permanent, Remote, Transient
@@ -36,13 +38,12 @@ def sync(job_id: str) -> Retry | None:
     job = store.get(job_id)
     if job is None or job["status"] in TERMINAL:
         return None
-    if job["status"] == "queued":
-        store.start(job_id)
+    if job["status"] == "queued" and store.start(job_id) == "in_progress":
         job = store.get(job_id) or job
+        notify.announce(store.redis, job)
     target = ctx.config.targets.get(job["target"])
     if target is None:
-        store.finish(job_id, "failed", error=f"target {job['target']!r} is no longer in the config")
-        return None
+        return _end(store, job_id, "failed", f"target {job['target']!r} is no longer in the config")
     provider = PROVIDERS[target.provider]
     http = ctx.http(job["target"])
     try:
@@ -56,16 +57,15 @@ def sync(job_id: str) -> Retry | None:
     except Transient as exc:
         return _after_transient(store, job, target.retries, target.timeout, ctx.redact(exc.reason), exc.retry_after)
     except Permanent as exc:
-        return _fail(store, job_id, ctx.redact(exc.reason))
+        return _end(store, job_id, "failed", ctx.redact(exc.reason))
     store.update(job_id, remote=remote.to_json(), errors=0)
     if remote.state == "completed":
-        store.finish(job_id, "completed")
-        log.info("job=%s target=%s completed (%s)", job_id, job["target"], remote.status)
-        return None
+        return _end(store, job_id, "completed")
     if remote.state == "failed":
-        return _fail(store, job_id, ctx.redact(remote.error or f"provider status {remote.status}"))
+        return _end(store, job_id, "failed", ctx.redact(remote.error or f"provider status {remote.status}"))
     if _elapsed(job) > target.timeout:
-        return _fail(store, job_id, f"gave up after {int(target.timeout)}s: the provider still says {remote.status!r}")
+        return _end(store, job_id, "failed",
+                    f"gave up after {int(target.timeout)}s: the provider still says {remote.status!r}")
     polls = int(job.get("polls") or 0)
     return Retry(max=UNBOUNDED, interval=[POLL_INTERVALS[min(polls, len(POLL_INTERVALS) - 1)]])
 
@@ -81,7 +81,7 @@ def on_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseExcepti
     store = Store(connection, context().config.retention)
     record = store.get(job.id)
     if record is not None and record["status"] not in TERMINAL:
-        store.finish(job.id, "failed", error=context().redact(f"worker error: {exc_type.__name__}: {exc_value}"))
+        _end(store, job.id, "failed", context().redact(f"worker error: {exc_type.__name__}: {exc_value}"))
 
 
 def _after_transient(store: Store, job: dict[str, Any], retries: int, timeout: float, reason: str,
@@ -89,12 +89,13 @@ def _after_transient(store: Store, job: dict[str, Any], retries: int, timeout: f
     """Back off (honouring Retry-After) and run again, or fail once retries or time run out."""
     errors = store.increment(job["id"], "errors")
     if errors > retries:
-        return _fail(store, job["id"], f"{reason} (gave up after {errors} tries)")
+        return _end(store, job["id"], "failed", f"{reason} (gave up after {errors} tries)")
     delay = backoff(errors, retry_after)
     if _elapsed(job) + delay > timeout:
-        return _fail(store, job["id"], f"{reason} (gave up: the target's timeout of {int(timeout)}s ran out)")
+        return _end(store, job["id"], "failed", f"{reason} (gave up: the target's timeout of {int(timeout)}s ran out)")
     log.warning("job=%s retry %d/%d in %ds: %s", job["id"], errors, retries, delay, reason)
     store.update(job["id"], last_error=reason)
+    metrics.count_best_effort(store.redis, "retries", target=job["target"], provider=job["provider"])
     return Retry(max=UNBOUNDED, interval=[delay])
 
 
@@ -107,15 +108,32 @@ def backoff(errors: int, retry_after: float | None) -> int:
     return max(1, math.ceil(delay))
 
 
-def _fail(store: Store, job_id: str, reason: str) -> None:
-    store.finish(job_id, "failed", error=reason)
-    log.warning("job=%s failed: %s", job_id, reason)
+def _end(store: Store, job_id: str, status: str, reason: str | None = None) -> None:
+    """Record the outcome, count it, and tell whoever asked to be told."""
+    store.finish(job_id, status, error=reason)
+    job = store.get(job_id)
+    if job is None:
+        return None
+    if reason:
+        log.warning("job=%s target=%s %s: %s", job_id, job["target"], status, reason)
+    else:
+        log.info("job=%s target=%s %s", job_id, job["target"], status)
+    metrics.count_best_effort(store.redis, "jobs_finished", target=job["target"], status=status)
+    metrics.observe(store.redis, "sync_duration_seconds", _elapsed(job, until=job["finished_at"]),
+                    provider=job["provider"])
+    notify.announce(store.redis, job)
     return None
 
 
-def _elapsed(job: dict[str, Any]) -> float:
+def _elapsed(job: dict[str, Any], until: str | None = None) -> float:
+    """Seconds since the sync started (or until ``until``)."""
     started = job.get("started_at") or job["created_at"]
-    return time.time() - datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+    end = _epoch(until) if until else time.time()
+    return end - _epoch(started)
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def _store() -> Store:

@@ -12,7 +12,7 @@ import logging
 from rq import Queue, SimpleWorker
 
 from bridge.connection import connect
-from bridge.queueing import QUEUE_NAME
+from bridge.queueing import NOTIFY_QUEUE_NAME, QUEUE_NAME
 from workers.context import context
 
 WORKER_TTL = 60
@@ -23,8 +23,10 @@ JOB_MONITORING_INTERVAL = 10
 def run(burst: bool = False, redis_url: str | None = None) -> bool:
     """Work the syncbridge queue until stopped (or, with ``burst``, until it is empty)."""
     context()  # fail fast on a bad config, before taking any job
+    import workers.jobs  # noqa: F401  (imported now, not on the first push: keeps its latency low)
     redis = connect(redis_url, blocking=True)
-    worker = SimpleWorker([Queue(QUEUE_NAME, connection=redis)], connection=redis, worker_ttl=WORKER_TTL,
+    queues = [Queue(name, connection=redis) for name in (QUEUE_NAME, NOTIFY_QUEUE_NAME)]  # syncs first
+    worker = SimpleWorker(queues, connection=redis, worker_ttl=WORKER_TTL,
                           maintenance_interval=MAINTENANCE_INTERVAL,
                           job_monitoring_interval=JOB_MONITORING_INTERVAL)
     return worker.work(burst=burst, with_scheduler=True, logging_level=logging.getLevelName(

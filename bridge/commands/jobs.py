@@ -9,18 +9,26 @@ import click
 import requests
 
 
+def api_headers() -> dict[str, str]:
+    """The Authorization header from SYNCBRIDGE_API_TOKEN, when it is set."""
+    token = os.environ.get("SYNCBRIDGE_API_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+bridge_url_option = click.option(
+    "--url", default=lambda: f"http://127.0.0.1:{os.environ.get('PORT', 8000)}",
+    show_default="http://127.0.0.1:$PORT", help="the running bridge")
+
+
 @click.command()
 @click.argument("job_id", required=False)
 @click.option("--status", type=click.Choice(["queued", "in_progress", "completed", "failed"]))
 @click.option("--target")
 @click.option("--limit", type=int, default=20, show_default=True)
-@click.option("--url", default=lambda: f"http://127.0.0.1:{os.environ.get('PORT', 8000)}",
-              show_default="http://127.0.0.1:$PORT", help="the running bridge")
+@bridge_url_option
 def jobs(job_id: str | None, status: str | None, target: str | None, limit: int, url: str) -> None:
     """Show one job, or the newest jobs (filtered)."""
-    headers = {}
-    if token := os.environ.get("SYNCBRIDGE_API_TOKEN"):
-        headers["Authorization"] = f"Bearer {token}"
+    headers = api_headers()
     base = url.rstrip("/")
     try:
         if job_id:

@@ -7,7 +7,6 @@ receiver, the routes, the queue); it then follows each job's status route until 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sys
 import time
@@ -17,6 +16,7 @@ import click
 import requests
 
 from bridge import config as config_module
+from bridge.commands.jobs import api_headers, bridge_url_option
 from bridge.commands.run import demo_mode
 from bridge.config import ConfigError
 from bridge.globs import compile_glob
@@ -46,8 +46,7 @@ def github_push(repo: str, ref: str, before: str, after: str) -> tuple[dict[str,
 @click.option("--source", "source_name", required=True, help="the source (key under `sources:`) to sign for")
 @click.option("--repo", help="repository full name (default: the first route's repo for this source)")
 @click.option("--ref", default="refs/heads/main", show_default=True)
-@click.option("--url", default=lambda: f"http://127.0.0.1:{os.environ.get('PORT', 8000)}",
-              show_default="http://127.0.0.1:$PORT", help="the running bridge")
+@bridge_url_option
 @click.option("--wait", "wait_seconds", type=float, default=60, show_default=True,
               help="seconds to follow the jobs (0: don't)")
 def send_test(source_name: str, repo: str | None, ref: str, url: str, wait_seconds: float) -> None:
@@ -82,9 +81,7 @@ def send_test(source_name: str, repo: str | None, ref: str, url: str, wait_secon
 
 def _follow(jobs: list[dict[str, Any]], wait_seconds: float) -> bool:
     """Print each job's status as it changes; True when all completed."""
-    headers = {}
-    if token := os.environ.get("SYNCBRIDGE_API_TOKEN"):
-        headers["Authorization"] = f"Bearer {token}"
+    headers = api_headers()
     last: dict[str, str] = {}
     final: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + wait_seconds

@@ -28,9 +28,9 @@ class WebServer(BaseApplication):
         from bridge.logs import configure
         from bridge.redact import Redactor
 
-        app = create_app()
-        configure(Redactor(app.extensions["syncbridge"].config.secret_values()))
-        return app
+        config = config_module.load()
+        configure(Redactor(config.secret_values()))
+        return create_app(config)
 
 
 @click.command()

@@ -103,7 +103,3 @@ def _object_id(value: str, name: str) -> str:
         raise BadPayload(f"{name} is not a 40- or 64-character hex object id")
     return value.lower()
 
-
-def is_zero(sha: str) -> bool:
-    """Whether ``sha`` is a null object id of either length: a created (before) or deleted (after) ref."""
-    return set(sha) == {"0"}

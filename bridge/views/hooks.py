@@ -7,6 +7,7 @@ import logging
 
 from flask import Blueprint, jsonify, request, url_for
 
+from bridge import metrics
 from bridge.app import current
 from bridge.events import BadPayload, Ignored, Ping, Unauthorized, UnsupportedMediaType
 from bridge.routing import route_push
@@ -28,21 +29,21 @@ def receive(source: str):
         host.verify(request.headers, body, settings.secret_list())
     except Unauthorized as exc:
         log.warning("source=%s rejected: %s", source, exc)
-        return jsonify(error=str(exc)), 401
+        return _not_queued(source, "unauthorized", {"error": str(exc)}, 401)
     try:
         event = host.parse(request.headers, body)
     except UnsupportedMediaType as exc:
-        return jsonify(error=str(exc)), 415
+        return _not_queued(source, "unsupported_media_type", {"error": str(exc)}, 415)
     except BadPayload as exc:
-        return jsonify(error=str(exc)), 400
+        return _not_queued(source, "bad_payload", {"error": str(exc)}, 400)
     if isinstance(event, Ping):
-        return jsonify(ping="ok", source=source)
+        return _not_queued(source, "ping", {"ping": "ok", "source": source}, 200)
     if isinstance(event, Ignored):
-        return jsonify(ignored=event.reason)
+        return _not_queued(source, "ignored", {"ignored": event.reason}, 200)
     matches = route_push(bridge.config, source, event)
     if not matches:
         refs = ", ".join(update.ref for update in event.updates)
-        return jsonify(ignored=f"no route for {event.repo} {refs}")
+        return _not_queued(source, "unrouted", {"ignored": f"no route for {event.repo} {refs}"}, 200)
     delivery = event.delivery or "sha256-" + hashlib.sha256(body).hexdigest()
     providers = {match.target: bridge.config.targets[match.target].provider for match in matches}
     receipt = bridge.enqueuer.enqueue(source, event.repo, delivery, matches, providers)
@@ -53,6 +54,12 @@ def receive(source: str):
     jobs = [_summary(job_id, match.target, "queued") for job_id, match in zip(receipt.job_ids, matches, strict=True)]
     log.info("delivery=%s source=%s repo=%s jobs=%s", delivery, source, event.repo, ",".join(receipt.job_ids))
     return jsonify(delivery=delivery, jobs=jobs), 202
+
+
+def _not_queued(source: str, outcome: str, answer: dict[str, str], status: int):
+    """Answer without touching the queue; the count is best effort (accepted ones count in the script)."""
+    metrics.count_best_effort(current().redis, "webhooks_received", source=source, outcome=outcome)
+    return jsonify(answer), status
 
 
 def _summary(job_id: str, target: str, status: str) -> dict[str, str]:

@@ -37,7 +37,9 @@ def require_token(always: bool = False) -> None:
         return
     given = presented_token()
     if expected is None or given is None or not hmac.compare_digest(given.encode(), expected.encode()):
-        response = jsonify(error="this route needs SYNCBRIDGE_API_TOKEN as a Bearer token or Basic password")
+        why = ("set SYNCBRIDGE_API_TOKEN on the bridge to allow this" if expected is None
+               else "this route needs SYNCBRIDGE_API_TOKEN as a Bearer token or Basic password")
+        response = jsonify(error=why)
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Basic realm="syncbridge"'
         raise Unauthorized(response=response)
@@ -68,6 +70,19 @@ def index():
     jobs = current().store.recent(status=status, target=request.args.get("target") or None,
                                   repo=request.args.get("repo") or None, limit=max(limit, 1))
     return jsonify(jobs=[public(job) for job in jobs])
+
+
+@bp.post("/jobs/<job_id>/retry")
+def retry(job_id: str):
+    """Re-run a failed job; it always needs the API token, since it makes providers work."""
+    require_token(always=True)
+    bridge = current()
+    refused = bridge.enqueuer.requeue(job_id)
+    if refused == "":
+        abort(404, description=f"no job {job_id!r} (unknown, or expired)")
+    if refused is not None:
+        return jsonify(error=f"job {job_id} is {refused}; only failed jobs can be retried"), 409
+    return jsonify(public(bridge.store.get(job_id) or {})), 202
 
 
 @bp.get("/deliveries/<delivery>")

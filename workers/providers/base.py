@@ -20,7 +20,6 @@ from bridge.config import TargetBase
 
 State = Literal["running", "completed", "failed"]
 CONNECT_TIMEOUT = 5.0
-MAX_READ_TIMEOUT = 30.0
 USER_AGENT = "syncbridge/0.1 (+https://github.com/syncbridge/syncbridge)"
 
 
@@ -84,7 +83,7 @@ class Http:
 
     def __init__(self, target: TargetBase, provider: str):
         self.provider = provider
-        self.timeout = (CONNECT_TIMEOUT, min(MAX_READ_TIMEOUT, target.timeout))
+        self.timeout = (min(CONNECT_TIMEOUT, target.request_timeout), min(target.request_timeout, target.timeout))
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
 

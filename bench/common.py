@@ -1,0 +1,244 @@
+"""What every benchmark shares: processes on 127.0.0.1, configs, signed pushes, machine facts, results.
+
+Everything listens on and talks to 127.0.0.1 only. Each benchmark builds a :class:`Stack` (an
+embedded Redis with AOF on, plus whatever child processes it starts) in a temporary directory
+and stops every process it started when it ends, even on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+import yaml
+
+from bridge.commands.send_test import github_push
+from bridge.embedded import EmbeddedRedis, free_port, redis_server_binary
+from bridge.sources.signing import hmac_sha256
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BIN = Path(sys.executable).parent
+SECRET = "bench-webhook-secret"
+SANDBOX_TOKEN = "sandbox-token"
+ORG = "acme"
+
+
+# --- payloads and configs ----------------------------------------------------------------------
+
+
+def signed_push(repo: str, ref: str = "refs/heads/main", delivery: str | None = None) -> tuple[dict[str, str], bytes]:
+    """Headers and raw body of a GitHub push to ``repo``, signed with :data:`SECRET`."""
+    headers, body = github_push(repo, ref, "0" * 40, os.urandom(20).hex())
+    raw = json.dumps(body).encode()
+    headers["X-Hub-Signature-256"] = "sha256=" + hmac_sha256(SECRET.encode(), raw).hex()
+    if delivery is not None:
+        headers["X-GitHub-Delivery"] = delivery
+    return headers, raw
+
+
+def mesa_config(base_url: str, repos: Sequence[str], retention: str | None = None) -> dict[str, Any]:
+    """A GitHub source; per repo ``acme/<repo>`` one route to its own Mesa target ``mesa-<repo>``."""
+    config: dict[str, Any] = {
+        "sources": {"github": {"kind": "github", "secret": SECRET}},
+        "targets": {f"mesa-{repo}": {"provider": "mesa", "base_url": f"{base_url}/mesa/v1", "org": ORG,
+                                     "repo": repo, "token": SANDBOX_TOKEN} for repo in repos},
+        "routes": [{"source": "github", "repo": f"{ORG}/{repo}", "targets": [f"mesa-{repo}"]} for repo in repos],
+    }
+    if retention:
+        config["retention"] = retention
+    return config
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def wait_http(url: str, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until ``url`` answers 2xx (or raise, also when ``process`` has exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode} before {url} answered")
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+class Stack:
+    """A temporary directory, an embedded Redis (AOF on) and the child processes of one benchmark."""
+
+    def __init__(self, name: str, keep: bool = False):
+        self.name = name
+        self.keep = keep
+        self.dir = Path(tempfile.mkdtemp(prefix=f"syncbridge-bench-{name}-"))
+        self.redis_server = EmbeddedRedis(self.dir / "redis")
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.config_path = self.dir / "syncbridge.yml"
+
+    def __enter__(self) -> Stack:
+        self.redis_server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for child in reversed(self.children):
+            self.stop(child)
+        self.redis_server.stop()
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            print(f"kept {self.dir}", file=sys.stderr)
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis_server.url
+
+    def write_config(self, config: dict[str, Any]) -> Path:
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return self.config_path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of a syncbridge process using this stack's Redis and config."""
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("SYNCBRIDGE_", "REDIS_"))}
+        env.update(REDIS_URL=self.redis_url, SYNCBRIDGE_CONFIG=str(self.config_path), PYTHONPATH=str(ROOT), **extra)
+        return env
+
+    def spawn(self, name: str, args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a child process whose output goes to ``<dir>/<name>.log``."""
+        log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(list(args), env=env or self.env(), stdout=log, stderr=subprocess.STDOUT,
+                                   cwd=ROOT)
+        log.close()
+        self.children.append(process)
+        return process
+
+    def web(self, port: int | None = None, workers: int = 2, threads: int = 4,
+            worker_class: str | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+        """``syncbridge web`` (gunicorn) as in production; ``worker_class`` runs a variant via bench.serve."""
+        port = port or free_port()
+        if worker_class is None:
+            args = [str(BIN / "syncbridge"), "web", "--host", HOST, "--port", str(port),
+                    "--workers", str(workers), "--threads", str(threads)]
+        else:
+            args = [sys.executable, "-m", "bench.serve", "--port", str(port), "--workers", str(workers),
+                    "--threads", str(threads), "--worker-class", worker_class]
+        process = self.spawn(f"web-{port}", args)
+        url = f"http://{HOST}:{port}"
+        wait_http(f"{url}/readyz", process=process)
+        return url, process
+
+    def worker(self, index: int = 0) -> subprocess.Popen[bytes]:
+        return self.spawn(f"worker-{index}", [str(BIN / "syncbridge"), "worker"])
+
+    def sandbox(self) -> tuple[str, subprocess.Popen[bytes]]:
+        """The provider sandbox (``syncbridge sandbox``) on a free loopback port."""
+        if not (ROOT / "sandbox" / "server.py").exists():
+            raise SystemExit("the provider sandbox (sandbox/server.py) is not there yet: this benchmark needs it")
+        port = free_port()
+        process = self.spawn("sandbox", [str(BIN / "syncbridge"), "sandbox", "--host", HOST, "--port", str(port)])
+        url = f"http://{HOST}:{port}"
+        wait_http(f"{url}/_sandbox/calls", process=process)
+        return url, process
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+        """SIGTERM one of our children, then SIGKILL if it lingers."""
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def log(self, name: str) -> str:
+        path = self.dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def rss_bytes(pid: int, children: bool = True) -> dict[str, int]:
+    """Resident set size of a process and (optionally) each of its children, by pid."""
+    process = psutil.Process(pid)
+    out = {f"{process.name()}:{pid}": process.memory_info().rss}
+    if children:
+        for child in process.children(recursive=True):
+            try:
+                out[f"{child.name()}:{child.pid}"] = child.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+    return out
+
+
+# --- numbers ---------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of ``values`` (nan when empty)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def _run(args: Sequence[str]) -> str:
+    try:
+        result = subprocess.run(list(args), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unavailable"
+    return (result.stdout + result.stderr).strip().splitlines()[0] if (result.stdout + result.stderr).strip() else ""
+
+
+def machine() -> dict[str, Any]:
+    """The facts docs/BENCHMARKS.md reports next to every number."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    meminfo = Path("/proc/meminfo").read_text()
+    total = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.MULTILINE)
+    redis_version = re.search(r"v=(\S+)", _run([redis_server_binary(), "--version"]))
+    import gunicorn
+    import rq
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model.group(1) if model else platform.processor(),
+        "memory_gib": round(int(total.group(1)) / 1024 / 1024, 1) if total else None,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "redis_server": redis_version.group(1) if redis_version else "unknown",
+        "gunicorn": gunicorn.__version__,
+        "rq": rq.__version__,
+        "webhook": _run(["webhook", "-version"]).removeprefix("webhook version "),
+        "wrk": _run(["wrk", "-v"]).split(" [")[0],
+        "git": _run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "git_dirty": bool(_run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "bridge", "workers"])),
+    }
+
+
+def write_result(name: str, data: dict[str, Any]) -> Path:
+    """Write ``bench/results/<name>.json`` (the latest run) and append it to ``history.jsonl``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    record = {"benchmark": name, "at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), **data}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    with open(RESULTS / "history.jsonl", "a") as history:
+        history.write(json.dumps(record) + "\n")
+    print(f"result: {path.relative_to(ROOT)}")
+    return path

@@ -1,0 +1,260 @@
+"""Receiver throughput and latency: ``syncbridge web`` against adnanh/webhook, in the same run.
+
+Both servers verify the same HMAC-SHA256 signature over the same GitHub push body; wrk sends it
+with a new ``X-GitHub-Delivery`` on every request (bench/wrk/signed_push.lua), so syncbridge
+stores every one as a new delivery. syncbridge runs as in production: ``syncbridge web``
+(gunicorn gthread) on an embedded Redis with AOF on. webhook (Debian's ``webhook``) runs a hook
+whose ``payload-hmac-sha256`` rule checks ``X-Hub-Signature-256`` and executes ``/bin/true``.
+
+The two alternate (``--rounds`` each, interleaved, the first server swapped every round). After
+the rounds every 2xx that syncbridge answered must be a delivery key in Redis.
+
+    .venv/bin/python -m bench.receiver                # the comparison (about 80 s)
+    .venv/bin/python -m bench.receiver --sweep        # gunicorn worker class / workers / threads
+
+Loopback only; every wrk run is bounded by ``--duration`` and ``--connections``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+from redis import Redis
+
+from bench.common import HOST, ROOT, SECRET, Stack, free_port, mesa_config, signed_push, wait_http, write_result
+
+LUA = ROOT / "bench" / "wrk" / "signed_push.lua"
+REPO = "widgets"
+MAX_CONNECTIONS = 64
+MAX_DURATION = 30
+# (worker class, processes, threads): production first; what a 2-core machine could reasonably run.
+SWEEP = [("gthread", 2, 4), ("sync", 2, 1), ("sync", 3, 1), ("sync", 4, 1), ("gthread", 2, 1),
+         ("gthread", 2, 8), ("gthread", 4, 2), ("gthread", 4, 4)]
+
+
+def wrk(url: str, body_path: Path, signature: str, prefix: str, duration: float, connections: int,
+        threads: int, workdir: Path) -> dict[str, Any]:
+    """One bounded wrk run; returns the Lua summary plus req/s and the non-2xx count."""
+    out = workdir / f"wrk-{prefix}.json"
+    env = {**os.environ, "BENCH_BODY": str(body_path), "BENCH_SIGNATURE": signature, "BENCH_PREFIX": prefix,
+           "BENCH_OUT": str(out)}
+    args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s", "--timeout", "5s",
+            "-s", str(LUA), url]
+    subprocess.run(args, env=env, check=True, capture_output=True, timeout=duration + 30)
+    summary = json.loads(out.read_text())
+    ok = sum(count for status, count in summary["statuses"].items() if status.startswith("2"))
+    socket_errors = sum(summary["socket_errors"].values())
+    summary.update(
+        prefix=prefix, ok=ok, non_2xx=summary["requests"] - ok, socket_error_count=socket_errors,
+        rps=summary["requests"] / (summary["duration_us"] / 1e6),
+        p50_ms=summary["latency_us"]["p50"] / 1000, p99_ms=summary["latency_us"]["p99"] / 1000,
+    )
+    return summary
+
+
+def start_webhook(stack: Stack) -> tuple[str, subprocess.Popen[bytes]]:
+    """adnanh/webhook on a free loopback port with one HMAC-checked hook that runs /bin/true."""
+    if shutil.which("webhook") is None:
+        raise SystemExit("webhook is not installed: apt-get install -y webhook")
+    hooks = [{
+        "id": "github", "execute-command": "/bin/true", "response-message": "ok",
+        "trigger-rule-mismatch-http-response-code": 401,
+        "trigger-rule": {"match": {"type": "payload-hmac-sha256", "secret": SECRET,
+                                   "parameter": {"source": "header", "name": "X-Hub-Signature-256"}}},
+    }]
+    path = stack.dir / "hooks.json"
+    path.write_text(json.dumps(hooks))
+    port = free_port()
+    process = stack.spawn("webhook", ["webhook", "-hooks", str(path), "-ip", HOST, "-port", str(port)])
+    url = f"http://{HOST}:{port}"
+    deadline = time.monotonic() + 10
+    while True:  # webhook has no health route: any HTTP answer means it listens
+        try:
+            requests.get(f"{url}/", timeout=1)
+            break
+        except requests.RequestException:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"webhook did not start: {stack.log('webhook')}") from None
+            time.sleep(0.1)
+    return f"{url}/hooks/github", process
+
+
+def sanity(url: str, headers: dict[str, str], body: bytes) -> None:
+    """A correctly signed push is a 2xx and a wrongly signed one is not: both servers really verify."""
+    good = requests.post(url, data=body, headers={**headers, "X-GitHub-Delivery": uuid.uuid4().hex}, timeout=10)
+    bad_headers = {**headers, "X-GitHub-Delivery": uuid.uuid4().hex, "X-Hub-Signature-256": "sha256=" + "0" * 64}
+    bad = requests.post(url, data=body, headers=bad_headers, timeout=10)
+    if not good.ok or bad.ok:
+        raise RuntimeError(f"{url}: signed push -> {good.status_code}, bad signature -> {bad.status_code}")
+
+
+def stored_deliveries(redis: Redis, prefix: str) -> tuple[int, int]:
+    """Delivery keys whose id starts with ``prefix``, and how many of them list a job that exists."""
+    keys = list(redis.scan_iter(match=f"syncbridge:delivery:{prefix}*", count=1000))
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.lrange(key, 0, -1)
+    job_lists = pipe.execute()
+    job_ids = {job_id for ids in job_lists for job_id in ids}
+    pipe = redis.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.exists(f"syncbridge:job:{job_id.decode()}")
+    existing = {job_id for job_id, exists in zip(job_ids, pipe.execute(), strict=True) if exists}
+    with_job = sum(1 for ids in job_lists if ids and all(job_id in existing for job_id in ids))
+    return len(keys), with_job
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds, plus totals of what must be zero."""
+    return {
+        "rounds": len(runs),
+        "rps_median": statistics.median(run["rps"] for run in runs),
+        "p50_ms_median": statistics.median(run["p50_ms"] for run in runs),
+        "p99_ms_median": statistics.median(run["p99_ms"] for run in runs),
+        "p99_ms_worst": max(run["p99_ms"] for run in runs),
+        "requests": sum(run["requests"] for run in runs),
+        "ok": sum(run["ok"] for run in runs),
+        "non_2xx": sum(run["non_2xx"] for run in runs),
+        "socket_errors": sum(run["socket_error_count"] for run in runs),
+    }
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    """Interleaved rounds of syncbridge and webhook; verification of what syncbridge stored."""
+    run_id = uuid.uuid4().hex[:8]
+    with Stack("receiver", keep=args.keep) as stack:
+        stack.write_config(mesa_config(f"http://{HOST}:9", [REPO]))
+        base, web = stack.web(workers=args.web_workers, threads=args.web_threads)
+        servers = {"syncbridge": f"{base}/hooks/github", "webhook": start_webhook(stack)[0]}
+        headers, body = signed_push(f"acme/{REPO}")
+        body_path = stack.dir / "body.json"
+        body_path.write_bytes(body)
+        signature = headers.pop("X-Hub-Signature-256")
+        headers.pop("X-GitHub-Delivery")
+        for url in servers.values():
+            sanity(url, {**headers, "X-Hub-Signature-256": signature}, body)
+
+        def one(name: str, label: str, duration: float) -> dict[str, Any]:
+            result = wrk(servers[name], body_path, signature, f"{run_id}-{name}-{label}", duration,
+                         args.connections, args.wrk_threads, stack.dir)
+            print(f"  {name:<10} {label:<7} {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
+                  f"p99 {result['p99_ms']:7.2f} ms  non-2xx {result['non_2xx']}  socket errors "
+                  f"{result['socket_error_count']}")
+            return result
+
+        for name in servers:
+            one(name, "warmup", args.warmup)
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+        for index in range(args.rounds):
+            order = list(servers) if index % 2 == 0 else list(reversed(servers))
+            for name in order:
+                runs[name].append(one(name, f"r{index + 1}", args.duration))
+
+        redis = Redis.from_url(stack.redis_url)
+        aof = redis.info("persistence")["aof_enabled"]
+        stored, with_job = stored_deliveries(redis, f"{run_id}-syncbridge-r")
+        web_log = stack.log(f"web-{base.rsplit(':', 1)[1]}")
+        stack.stop(web)
+
+    sb, wh = summarize(runs["syncbridge"]), summarize(runs["webhook"])
+    accepted = sb["ok"]
+    sent = sum(run["sent"] for run in runs["syncbridge"])
+    result = {
+        "params": {"duration_s": args.duration, "connections": args.connections, "wrk_threads": args.wrk_threads,
+                   "rounds": args.rounds, "web_workers": args.web_workers, "web_threads": args.web_threads,
+                   "worker_class": "gthread", "body_bytes": len(body)},
+        "syncbridge": sb, "webhook": wh,
+        "ratio": {"rps": sb["rps_median"] / wh["rps_median"], "p99": sb["p99_ms_median"] / wh["p99_ms_median"],
+                  "p50": sb["p50_ms_median"] / wh["p50_ms_median"]},
+        "storage": {"aof_enabled": bool(aof), "accepted_2xx": accepted, "delivery_keys": stored,
+                    "delivery_keys_with_existing_jobs": with_job, "requests_started": sent,
+                    "every_accepted_stored": stored >= accepted and with_job == stored},
+        "runs": runs,
+        "web_log_errors": [line for line in web_log.splitlines() if " ERROR " in line or "Traceback" in line][:20],
+    }
+    result["targets"] = {
+        "rps_at_least_webhook": result["ratio"]["rps"] >= 1.0,
+        "p99_at_most_half_webhook": result["ratio"]["p99"] <= 0.5,
+        "zero_non_2xx": sb["non_2xx"] == 0 and sb["socket_errors"] == 0,
+        "every_accepted_stored": result["storage"]["every_accepted_stored"],
+    }
+    print_comparison(result)
+    write_result("receiver", result)
+    return result
+
+
+def print_comparison(result: dict[str, Any]) -> None:
+    sb, wh, ratio, storage = result["syncbridge"], result["webhook"], result["ratio"], result["storage"]
+    print(f"\n{'':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
+    for name, row in (("syncbridge", sb), ("webhook", wh)):
+        print(f"{name:<12}{row['rps_median']:>10.0f}{row['p50_ms_median']:>10.2f}{row['p99_ms_median']:>10.2f}"
+              f"{row['non_2xx'] + row['socket_errors']:>10}")
+    print(f"{'ratio':<12}{ratio['rps']:>10.2f}{ratio['p50']:>10.2f}{ratio['p99']:>10.2f}")
+    print(f"stored: {storage['delivery_keys']} delivery keys for {storage['accepted_2xx']} accepted "
+          f"(AOF {'on' if storage['aof_enabled'] else 'OFF'}); all with existing jobs: "
+          f"{storage['delivery_keys_with_existing_jobs'] == storage['delivery_keys']}")
+    for name, met in result["targets"].items():
+        print(f"  target {name}: {'met' if met else 'NOT met'}")
+
+
+def sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """syncbridge alone under each gunicorn configuration in SWEEP, same load."""
+    run_id = uuid.uuid4().hex[:8]
+    rows = []
+    with Stack("receiver-sweep", keep=args.keep) as stack:
+        stack.write_config(mesa_config(f"http://{HOST}:9", [REPO]))
+        headers, body = signed_push(f"acme/{REPO}")
+        body_path = stack.dir / "body.json"
+        body_path.write_bytes(body)
+        signature = headers["X-Hub-Signature-256"]
+        for worker_class, workers, threads in SWEEP:
+            base, web = stack.web(workers=workers, threads=threads, worker_class=worker_class)
+            wait_http(f"{base}/readyz")
+            label = f"{worker_class}-{workers}x{threads}"
+            wrk(f"{base}/hooks/github", body_path, signature, f"{run_id}-{label}-warm", args.warmup,
+                args.connections, args.wrk_threads, stack.dir)
+            runs = [wrk(f"{base}/hooks/github", body_path, signature, f"{run_id}-{label}-r{index}", args.duration,
+                        args.connections, args.wrk_threads, stack.dir) for index in range(args.sweep_rounds)]
+            stack.stop(web)
+            row = {"worker_class": worker_class, "workers": workers, "threads": threads, **summarize(runs)}
+            rows.append(row)
+            print(f"  {label:<14} {row['rps_median']:8.0f} req/s  p50 {row['p50_ms_median']:6.2f} ms  "
+                  f"p99 {row['p99_ms_median']:7.2f} ms  non-2xx {row['non_2xx']}  socket errors {row['socket_errors']}")
+    result = {"params": {"duration_s": args.duration, "connections": args.connections,
+                         "wrk_threads": args.wrk_threads, "rounds": args.sweep_rounds}, "variants": rows}
+    write_result("receiver_sweep", result)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk round (max 30)")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load per server first")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (max 64)")
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds per server, interleaved")
+    parser.add_argument("--web-workers", type=int, default=2, help="syncbridge web --workers")
+    parser.add_argument("--web-threads", type=int, default=4, help="syncbridge web --threads")
+    parser.add_argument("--sweep", action="store_true", help="compare gunicorn worker classes, workers, threads")
+    parser.add_argument("--sweep-rounds", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, AOF)")
+    args = parser.parse_args()
+    if not 0 < args.duration <= MAX_DURATION or not 0 < args.connections <= MAX_CONNECTIONS:
+        parser.error(f"--duration must be in (0, {MAX_DURATION}] and --connections in (0, {MAX_CONNECTIONS}]")
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    sweep(args) if args.sweep else compare(args)
+
+
+if __name__ == "__main__":
+    main()
