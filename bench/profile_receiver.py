@@ -58,7 +58,7 @@ def fold_summary(folded: Path) -> tuple[int, list[dict[str, Any]], list[tuple[st
     inclusive = collections.Counter()
     leaves: collections.Counter[str] = collections.Counter()
     patterns = [(label, re.compile(pattern)) for label, pattern in FRAMES]
-    for line in folded.read_text().splitlines():
+    for line in folded.read_text().split("\n"):
         stack, _, count_text = line.rpartition(" ")
         if not stack:
             continue

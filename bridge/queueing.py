@@ -105,7 +105,7 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], unpack(ARGV, 4 + n))
 redis.call('RPUSH', KEYS[3], ARGV[2])
-return 'queued'
+return 'requeued'
 """
 # Positions of ref, before, after in the field list below (1-based pairs), used by the script.
 _JOB_FIELD_ORDER = ("id", "status", "source", "repo", "ref", "before", "after", "delivery", "target",
@@ -165,7 +165,7 @@ class Enqueuer:
         rq_fields = self._rq_fields(job_id, f"retry of {job_id}")
         keys = [store.job_key(job_id), Job.redis_job_namespace_prefix + job_id, self.queue.key]
         result = self._requeue(keys=keys, args=[self.retention, job_id, len(flat), *flat, *rq_fields]).decode()
-        return None if result == "queued" else result
+        return None if result == "requeued" else result
 
     def _rq_fields(self, job_id: str, description: str) -> list[Any]:
         """RQ's own job hash for ``job_id``, flattened for HSET, exactly as RQ would save it."""

@@ -21,8 +21,8 @@ class Redactor:
         for secret in secrets:
             variants.add(secret)
             # Basic-auth headers carry base64(":" + token) or base64("user:" + password).
-            variants.add(base64.b64encode(f":{secret}".encode()).decode().rstrip("="))
-            variants.add(base64.b64encode(secret.encode()).decode().rstrip("="))
+            for encoded in (base64.b64encode(f":{secret}".encode()), base64.b64encode(secret.encode())):
+                variants.update({encoded.decode(), encoded.decode().rstrip("=")})
         ordered = sorted((v for v in variants if len(v) >= 4), key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 

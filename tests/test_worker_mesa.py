@@ -154,3 +154,24 @@ def test_an_operation_that_never_ends_fails_at_the_targets_timeout(setup, redis:
     drive(redis)
     record = job(client, job_id)
     assert record["status"] == "failed" and "gave up after 1s" in record["error"], record
+
+
+def test_a_failed_job_can_be_retried_with_the_api_token(setup, redis: Redis, monkeypatch) -> None:
+    client, sandbox = setup()
+    faults(sandbox, "mesa", {"status": 403})
+    job_id = push(client)
+    drive(redis)
+    assert job(client, job_id)["status"] == "failed"
+    assert client.post(f"/jobs/{job_id}/retry").status_code == 401  # no token configured: refused
+    monkeypatch.setenv("SYNCBRIDGE_API_TOKEN", "ops-token")
+    client = create_app(client.application.extensions["syncbridge"].config, redis).test_client()
+    auth = {"Authorization": "Bearer ops-token"}
+    assert client.post(f"/jobs/{job_id}/retry").status_code == 401
+    assert client.post("/jobs/unknown/retry", headers=auth).status_code == 404
+    answer = client.post(f"/jobs/{job_id}/retry", headers=auth)
+    assert answer.status_code == 202 and answer.get_json()["status"] == "queued"
+    assert answer.get_json()["trigger"] == "retry" and answer.get_json()["error"] is None
+    assert client.post(f"/jobs/{job_id}/retry", headers=auth).status_code == 409  # queued, not failed
+    drive(redis)
+    record = client.get(f"/jobs/{job_id}", headers=auth).get_json()
+    assert record["status"] == "completed" and record["attempts"] == 2 and record["trigger"] == "retry"

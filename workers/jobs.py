@@ -50,7 +50,8 @@ def sync(job_id: str) -> Retry | None:
         if job.get("remote") is None:
             store.increment(job_id, "attempts")
             remote = provider.trigger(target, job, http)
-            log.info("job=%s target=%s triggered: %s %s", job_id, job["target"], remote.id, remote.status)
+            log.info("job=%s target=%s triggered: %s %s", job_id, job["target"], remote.id, remote.status,
+                     extra={"job": job_id, "target": job["target"], "delivery": job["delivery"]})
         else:
             store.increment(job_id, "polls")
             remote = provider.poll(target, job, Remote.from_json(job["remote"]), http)
@@ -93,7 +94,8 @@ def _after_transient(store: Store, job: dict[str, Any], retries: int, timeout: f
     delay = backoff(errors, retry_after)
     if _elapsed(job) + delay > timeout:
         return _end(store, job["id"], "failed", f"{reason} (gave up: the target's timeout of {int(timeout)}s ran out)")
-    log.warning("job=%s retry %d/%d in %ds: %s", job["id"], errors, retries, delay, reason)
+    log.warning("job=%s retry %d/%d in %ds: %s", job["id"], errors, retries, delay, reason,
+                extra={"job": job["id"], "target": job["target"], "delivery": job["delivery"]})
     store.update(job["id"], last_error=reason)
     metrics.count_best_effort(store.redis, "retries", target=job["target"], provider=job["provider"])
     return Retry(max=UNBOUNDED, interval=[delay])
@@ -114,10 +116,11 @@ def _end(store: Store, job_id: str, status: str, reason: str | None = None) -> N
     job = store.get(job_id)
     if job is None:
         return None
+    context_fields = {"job": job_id, "target": job["target"], "delivery": job["delivery"]}
     if reason:
-        log.warning("job=%s target=%s %s: %s", job_id, job["target"], status, reason)
+        log.warning("job=%s target=%s %s: %s", job_id, job["target"], status, reason, extra=context_fields)
     else:
-        log.info("job=%s target=%s %s", job_id, job["target"], status)
+        log.info("job=%s target=%s %s", job_id, job["target"], status, extra=context_fields)
     metrics.count_best_effort(store.redis, "jobs_finished", target=job["target"], status=status)
     metrics.observe(store.redis, "sync_duration_seconds", _elapsed(job, until=job["finished_at"]),
                     provider=job["provider"])

@@ -28,7 +28,7 @@ def receive(source: str):
     try:
         host.verify(request.headers, body, settings.secret_list())
     except Unauthorized as exc:
-        log.warning("source=%s rejected: %s", source, exc)
+        log.warning("source=%s rejected: %s", source, exc, extra={"source": source})
         return _not_queued(source, "unauthorized", {"error": str(exc)}, 401)
     try:
         event = host.parse(request.headers, body)
@@ -49,10 +49,12 @@ def receive(source: str):
     receipt = bridge.enqueuer.enqueue(source, event.repo, delivery, matches, providers)
     if receipt.seen_before:
         jobs = [_summary(job["id"], job["target"], job["status"]) for job in bridge.store.get_many(receipt.job_ids)]
-        log.info("delivery=%s seen before: jobs=%s", delivery, ",".join(receipt.job_ids))
+        log.info("delivery=%s seen before: jobs=%s", delivery, ",".join(receipt.job_ids),
+                 extra={"delivery": delivery, "source": source})
         return jsonify(delivery=delivery, jobs=jobs), 200
     jobs = [_summary(job_id, match.target, "queued") for job_id, match in zip(receipt.job_ids, matches, strict=True)]
-    log.info("delivery=%s source=%s repo=%s jobs=%s", delivery, source, event.repo, ",".join(receipt.job_ids))
+    log.info("delivery=%s source=%s repo=%s jobs=%s", delivery, source, event.repo, ",".join(receipt.job_ids),
+             extra={"delivery": delivery, "source": source})
     return jsonify(delivery=delivery, jobs=jobs), 202
 
 

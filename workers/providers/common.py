@@ -11,8 +11,11 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from workers.providers.base import Permanent
+
+T = TypeVar("T")
 # Renew a minted token this long before it expires, so it never lapses in the middle of a call.
 RENEW_BEFORE = 300.0
 
@@ -72,7 +75,16 @@ class TokenCache:
                 token = self.tokens[key] = mint()
             return token.value
 
-    def forget(self, key: Hashable) -> None:
-        """Drop a token the provider refused (revoked, or scoped wrong), so the next sync mints anew."""
-        with self._lock:
-            self.tokens.pop(key, None)
+    def call(self, key: Hashable, mint: Callable[[], Token], send: Callable[[str], T]) -> T:
+        """``send`` with the token for ``key``; a refused call drops the token, so the next sync mints anew.
+
+        A token the provider refuses (revoked, scoped wrong) would otherwise fail every sync until
+        it expired, up to a day for an IAM token.
+        """
+        token = self.get(key, mint)
+        try:
+            return send(token)
+        except Permanent:
+            with self._lock:
+                self.tokens.pop(key, None)
+            raise
