@@ -130,16 +130,16 @@ class Stack:
         self.children.append(process)
         return process
 
-    def web(self, port: int | None = None, workers: int = 2, threads: int = 4,
-            worker_class: str | None = None) -> tuple[str, subprocess.Popen[bytes]]:
-        """``syncbridge web`` (gunicorn) as in production; ``worker_class`` runs a variant via bench.serve."""
+    def web(self, port: int | None = None, workers: int = 2, threads: int = 4, worker_class: str | None = None,
+            app: str = "syncbridge") -> tuple[str, subprocess.Popen[bytes]]:
+        """``syncbridge web`` (gunicorn) as in production; a ``worker_class`` or floor ``app`` runs bench.serve."""
         port = port or free_port()
-        if worker_class is None:
+        if worker_class is None and app == "syncbridge":
             args = [str(BIN / "syncbridge"), "web", "--host", HOST, "--port", str(port),
                     "--workers", str(workers), "--threads", str(threads)]
         else:
             args = [sys.executable, "-m", "bench.serve", "--port", str(port), "--workers", str(workers),
-                    "--threads", str(threads), "--worker-class", worker_class]
+                    "--threads", str(threads), "--worker-class", worker_class or "gthread", "--app", app]
         process = self.spawn(f"web-{port}", args)
         url = f"http://{HOST}:{port}"
         wait_http(f"{url}/readyz", process=process)
@@ -242,3 +242,77 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
         history.write(json.dumps(record) + "\n")
     print(f"result: {path.relative_to(ROOT)}")
     return path
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU time (user + system) used so far by these processes, their live children and reaped children."""
+    total = 0.0
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            members = [process, *process.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for member in members:
+            try:
+                times = member.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def load_average() -> tuple[float, float, float]:
+    """1, 5 and 15 minute load averages: other work on the machine skews every number."""
+    return os.getloadavg()
+
+
+# --- the provider sandbox and the worker ------------------------------------------------------------
+
+
+def sandbox_calls(sandbox_url: str, provider: str = "mesa") -> list[dict[str, Any]]:
+    """The sandbox's call log for ``provider`` (each call with ``method``, ``path``, ``at``)."""
+    response = requests.get(f"{sandbox_url}/_sandbox/calls", params={"provider": provider}, timeout=30)
+    response.raise_for_status()
+    return response.json()["calls"]
+
+
+def sandbox_settings(sandbox_url: str, provider: str = "mesa", **settings: Any) -> None:
+    """``PUT /_sandbox/settings/<provider>``: e.g. ``seconds=30`` makes each operation take 30 s."""
+    requests.put(f"{sandbox_url}/_sandbox/settings/{provider}", json=settings, timeout=10).raise_for_status()
+
+
+def wait_workers(redis: Any, count: int, timeout: float = 30.0) -> None:
+    """Wait until ``count`` RQ workers have registered (they are then blocked on the queue)."""
+    from rq import Worker
+
+    deadline = time.monotonic() + timeout
+    while len(Worker.all(connection=redis)) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {count} RQ workers registered within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def job_statuses(redis: Any, job_ids: Sequence[str]) -> dict[str, str]:
+    """``status`` of each job record (one pipelined round trip)."""
+    pipe = redis.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.hget(f"syncbridge:job:{job_id}", "status")
+    return {job_id: (status or b"missing").decode() for job_id, status in zip(job_ids, pipe.execute(), strict=True)}
+
+
+def wait_terminal(redis: Any, job_ids: Sequence[str], timeout: float) -> tuple[float, dict[str, int]]:
+    """Wait until every job is completed or failed; returns when (time.time()) and the status counts."""
+    deadline = time.monotonic() + timeout
+    pending = list(job_ids)
+    while True:
+        statuses = job_statuses(redis, pending)
+        pending = [job_id for job_id, status in statuses.items() if status not in ("completed", "failed")]
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    finished = time.time()
+    counts: dict[str, int] = {}
+    for status in job_statuses(redis, job_ids).values():
+        counts[status] = counts.get(status, 0) + 1
+    return finished, counts

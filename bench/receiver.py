@@ -31,26 +31,45 @@ from typing import Any
 import requests
 from redis import Redis
 
-from bench.common import HOST, ROOT, SECRET, Stack, free_port, mesa_config, signed_push, wait_http, write_result
+from bench.common import (
+    HOST,
+    ROOT,
+    SECRET,
+    Stack,
+    cpu_seconds,
+    free_port,
+    load_average,
+    mesa_config,
+    signed_push,
+    wait_http,
+    write_result,
+)
 
 LUA = ROOT / "bench" / "wrk" / "signed_push.lua"
 REPO = "widgets"
 MAX_CONNECTIONS = 64
 MAX_DURATION = 30
-# (worker class, processes, threads): production first; what a 2-core machine could reasonably run.
-SWEEP = [("gthread", 2, 4), ("sync", 2, 1), ("sync", 3, 1), ("sync", 4, 1), ("gthread", 2, 1),
-         ("gthread", 2, 8), ("gthread", 4, 2), ("gthread", 4, 4)]
+# (app, worker class, processes, threads): production first; what a 2-core machine could reasonably run;
+# then the floors: the same gunicorn options serving a bare WSGI callable and a bare Flask view.
+SWEEP = [("syncbridge", "gthread", 2, 4), ("syncbridge", "sync", 2, 1), ("syncbridge", "sync", 3, 1),
+         ("syncbridge", "sync", 4, 1), ("syncbridge", "gthread", 2, 1), ("syncbridge", "gthread", 2, 8),
+         ("syncbridge", "gthread", 3, 4), ("syncbridge", "gthread", 4, 4),
+         ("wsgi", "gthread", 2, 4), ("flask", "gthread", 2, 4)]
 
 
 def wrk(url: str, body_path: Path, signature: str, prefix: str, duration: float, connections: int,
-        threads: int, workdir: Path) -> dict[str, Any]:
-    """One bounded wrk run; returns the Lua summary plus req/s and the non-2xx count."""
+        threads: int, workdir: Path, pids: list[int] | None = None) -> dict[str, Any]:
+    """One bounded wrk run; returns the Lua summary plus req/s, the non-2xx count and, for ``pids``
+    (the server's processes), the CPU time they used per request."""
     out = workdir / f"wrk-{prefix}.json"
     env = {**os.environ, "BENCH_BODY": str(body_path), "BENCH_SIGNATURE": signature, "BENCH_PREFIX": prefix,
            "BENCH_OUT": str(out)}
     args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s", "--timeout", "5s",
             "-s", str(LUA), url]
+    load = load_average()[0]
+    cpu_before = cpu_seconds(pids or [])
     subprocess.run(args, env=env, check=True, capture_output=True, timeout=duration + 30)
+    cpu_used = cpu_seconds(pids or []) - cpu_before
     summary = json.loads(out.read_text())
     ok = sum(count for status, count in summary["statuses"].items() if status.startswith("2"))
     socket_errors = sum(summary["socket_errors"].values())
@@ -58,6 +77,8 @@ def wrk(url: str, body_path: Path, signature: str, prefix: str, duration: float,
         prefix=prefix, ok=ok, non_2xx=summary["requests"] - ok, socket_error_count=socket_errors,
         rps=summary["requests"] / (summary["duration_us"] / 1e6),
         p50_ms=summary["latency_us"]["p50"] / 1000, p99_ms=summary["latency_us"]["p99"] / 1000,
+        server_cpu_ms_per_request=cpu_used * 1000 / summary["requests"] if summary["requests"] and pids else None,
+        server_cpu_cores=cpu_used / (summary["duration_us"] / 1e6) if pids else None, loadavg_1m_before=load,
     )
     return summary
 
@@ -126,6 +147,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "ok": sum(run["ok"] for run in runs),
         "non_2xx": sum(run["non_2xx"] for run in runs),
         "socket_errors": sum(run["socket_error_count"] for run in runs),
+        "server_cpu_ms_per_request_median": statistics.median(run["server_cpu_ms_per_request"] or 0 for run in runs),
+        "server_cpu_cores_median": statistics.median(run["server_cpu_cores"] or 0 for run in runs),
     }
 
 
@@ -135,7 +158,10 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     with Stack("receiver", keep=args.keep) as stack:
         stack.write_config(mesa_config(f"http://{HOST}:9", [REPO]))
         base, web = stack.web(workers=args.web_workers, threads=args.web_threads)
-        servers = {"syncbridge": f"{base}/hooks/github", "webhook": start_webhook(stack)[0]}
+        webhook_url, webhook = start_webhook(stack)
+        servers = {"syncbridge": f"{base}/hooks/github", "webhook": webhook_url}
+        # CPU accounting: gunicorn (master and workers) plus Redis, against webhook and its /bin/true children.
+        pids = {"syncbridge": [web.pid, stack.redis_server.process.pid], "webhook": [webhook.pid]}
         headers, body = signed_push(f"acme/{REPO}")
         body_path = stack.dir / "body.json"
         body_path.write_bytes(body)
@@ -146,10 +172,11 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
 
         def one(name: str, label: str, duration: float) -> dict[str, Any]:
             result = wrk(servers[name], body_path, signature, f"{run_id}-{name}-{label}", duration,
-                         args.connections, args.wrk_threads, stack.dir)
+                         args.connections, args.wrk_threads, stack.dir, pids[name])
             print(f"  {name:<10} {label:<7} {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
                   f"p99 {result['p99_ms']:7.2f} ms  non-2xx {result['non_2xx']}  socket errors "
-                  f"{result['socket_error_count']}")
+                  f"{result['socket_error_count']}  server CPU {result['server_cpu_ms_per_request']:.3f} ms/req "
+                  f"({result['server_cpu_cores']:.2f} cores)  load {result['loadavg_1m_before']:.1f}")
             return result
 
         for name in servers:
@@ -175,7 +202,10 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                    "worker_class": "gthread", "body_bytes": len(body)},
         "syncbridge": sb, "webhook": wh,
         "ratio": {"rps": sb["rps_median"] / wh["rps_median"], "p99": sb["p99_ms_median"] / wh["p99_ms_median"],
-                  "p50": sb["p50_ms_median"] / wh["p50_ms_median"]},
+                  "p50": sb["p50_ms_median"] / wh["p50_ms_median"],
+                  "cpu_per_request": sb["server_cpu_ms_per_request_median"] / wh["server_cpu_ms_per_request_median"],
+                  "rps_per_round": [a["rps"] / b["rps"] for a, b in zip(runs["syncbridge"], runs["webhook"],
+                                                                          strict=True)]},
         "storage": {"aof_enabled": bool(aof), "accepted_2xx": accepted, "delivery_keys": stored,
                     "delivery_keys_with_existing_jobs": with_job, "requests_started": sent,
                     "every_accepted_stored": stored >= accepted and with_job == stored},
@@ -195,11 +225,12 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
 
 def print_comparison(result: dict[str, Any]) -> None:
     sb, wh, ratio, storage = result["syncbridge"], result["webhook"], result["ratio"], result["storage"]
-    print(f"\n{'':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
+    print(f"\n{'':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}{'CPU ms/req':>12}")
     for name, row in (("syncbridge", sb), ("webhook", wh)):
         print(f"{name:<12}{row['rps_median']:>10.0f}{row['p50_ms_median']:>10.2f}{row['p99_ms_median']:>10.2f}"
-              f"{row['non_2xx'] + row['socket_errors']:>10}")
-    print(f"{'ratio':<12}{ratio['rps']:>10.2f}{ratio['p50']:>10.2f}{ratio['p99']:>10.2f}")
+              f"{row['non_2xx'] + row['socket_errors']:>10}{row['server_cpu_ms_per_request_median']:>12.3f}")
+    print(f"{'ratio':<12}{ratio['rps']:>10.2f}{ratio['p50']:>10.2f}{ratio['p99']:>10.2f}{'':>10}"
+          f"{ratio['cpu_per_request']:>12.2f}")
     print(f"stored: {storage['delivery_keys']} delivery keys for {storage['accepted_2xx']} accepted "
           f"(AOF {'on' if storage['aof_enabled'] else 'OFF'}); all with existing jobs: "
           f"{storage['delivery_keys_with_existing_jobs'] == storage['delivery_keys']}")
@@ -217,19 +248,22 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
         body_path = stack.dir / "body.json"
         body_path.write_bytes(body)
         signature = headers["X-Hub-Signature-256"]
-        for worker_class, workers, threads in SWEEP:
-            base, web = stack.web(workers=workers, threads=threads, worker_class=worker_class)
+        for app, worker_class, workers, threads in SWEEP:
+            base, web = stack.web(workers=workers, threads=threads, worker_class=worker_class, app=app)
             wait_http(f"{base}/readyz")
-            label = f"{worker_class}-{workers}x{threads}"
+            label = f"{app}-{worker_class}-{workers}x{threads}"
+            pids = [web.pid, stack.redis_server.process.pid]
             wrk(f"{base}/hooks/github", body_path, signature, f"{run_id}-{label}-warm", args.warmup,
                 args.connections, args.wrk_threads, stack.dir)
             runs = [wrk(f"{base}/hooks/github", body_path, signature, f"{run_id}-{label}-r{index}", args.duration,
-                        args.connections, args.wrk_threads, stack.dir) for index in range(args.sweep_rounds)]
+                        args.connections, args.wrk_threads, stack.dir, pids) for index in range(args.sweep_rounds)]
             stack.stop(web)
-            row = {"worker_class": worker_class, "workers": workers, "threads": threads, **summarize(runs)}
+            row = {"app": app, "worker_class": worker_class, "workers": workers, "threads": threads,
+                   **summarize(runs)}
             rows.append(row)
-            print(f"  {label:<14} {row['rps_median']:8.0f} req/s  p50 {row['p50_ms_median']:6.2f} ms  "
-                  f"p99 {row['p99_ms_median']:7.2f} ms  non-2xx {row['non_2xx']}  socket errors {row['socket_errors']}")
+            print(f"  {label:<28} {row['rps_median']:7.0f} req/s  p50 {row['p50_ms_median']:6.2f} ms  "
+                  f"p99 {row['p99_ms_median']:7.2f} ms  non-2xx {row['non_2xx'] + row['socket_errors']}  "
+                  f"CPU {row['server_cpu_ms_per_request_median']:.3f} ms/req")
     result = {"params": {"duration_s": args.duration, "connections": args.connections,
                          "wrk_threads": args.wrk_threads, "rounds": args.sweep_rounds}, "variants": rows}
     write_result("receiver_sweep", result)

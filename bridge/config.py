@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from bridge.durations import parse_duration
+from bridge.durations import parse_duration, parse_duration_or_zero
 from bridge.globs import GlobError, compile_glob
 
 DEFAULT_PATH = "syncbridge.yml"
@@ -114,6 +114,8 @@ class TargetBase(Strict):
     base_url: str
     timeout: Seconds = Field(default=900.0, description="longest the bridge follows one sync before failing it")
     request_timeout: Seconds = Field(default=30.0, description="longest one provider HTTP call may take")
+    min_interval: Annotated[float, BeforeValidator(parse_duration_or_zero)] = Field(
+        default=10.0, description="least time between two sync starts; pushes in between share one follow-up")
     retries: int = Field(default=5, ge=0, le=50, description="retries of a provider call that failed transiently")
     reconcile_every: Seconds | None = None
 
@@ -200,6 +202,8 @@ class GitlabMirrorTarget(TargetBase):
     base_url: str = "https://gitlab.com"
     project: int | str
     token: SecretStr
+    pull_interval: Seconds = Field(default=300.0, ge=0, description="GitLab's minimum pull mirror interval: a pull "
+                                   "asked for sooner after the last one started is skipped")
 
 
 class GiteaMirrorTarget(TargetBase):

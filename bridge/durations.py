@@ -22,3 +22,10 @@ def parse_duration(value: str | int | float) -> float:
     if seconds <= 0:
         raise ValueError("a duration must be positive")
     return seconds
+
+
+def parse_duration_or_zero(value: str | int | float) -> float:
+    """Like :func:`parse_duration`, but ``0`` (off) is allowed."""
+    if value in (0, "0", "0s"):
+        return 0.0
+    return parse_duration(value)

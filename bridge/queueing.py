@@ -109,7 +109,7 @@ return 'requeued'
 """
 # Positions of ref, before, after in the field list below (1-based pairs), used by the script.
 _JOB_FIELD_ORDER = ("id", "status", "source", "repo", "ref", "before", "after", "delivery", "target",
-                    "provider", "attempts", "created_at", "trigger", "refs", "waiting_key", "pushes")
+                    "provider", "attempts", "created_at", "trigger", "refs", "lane", "pushes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +141,14 @@ class Enqueuer:
         for match in matches:
             job_id = uuid.uuid4().hex
             refs = match.route.ref_filter
-            waiting = store.waiting_key(_coalesce_key(match.target, refs))
+            lane = _lane(match.target, refs)
+            waiting = store.waiting_key(lane)
             fields = store.encode({
                 "id": job_id, "status": "queued", "source": source, "repo": repo,
                 "ref": match.update.ref, "before": match.update.before, "after": match.update.after,
                 "delivery": delivery, "target": match.target, "provider": providers[match.target],
                 "attempts": 0, "created_at": created_at, "trigger": trigger, "refs": refs,
-                "waiting_key": waiting, "pushes": 1,
+                "lane": lane, "pushes": 1,
             })
             job_fields = [item for name in _JOB_FIELD_ORDER for item in (name, fields[name])]
             rq_fields = self._rq_fields(job_id, f"sync {match.target} for {repo} {match.update.ref}")
@@ -179,7 +180,7 @@ class Enqueuer:
                 for item in (name, value)]
 
 
-def _coalesce_key(target: str, refs: dict[str, list[str]] | None) -> str:
-    """Pushes coalesce per target and ref filter: those are what the provider call depends on."""
+def _lane(target: str, refs: dict[str, list[str]] | None) -> str:
+    """Pushes coalesce per lane, a target and ref filter: those are all the provider call depends on."""
     digest = hashlib.sha1(json.dumps(refs, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
     return f"{target}:{digest[:12]}"

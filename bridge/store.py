@@ -23,15 +23,49 @@ PUBLIC_FIELDS = ("id", "status", "source", "repo", "ref", "after", "delivery", "
 _JSON_FIELDS = frozenset({"remote", "refs", "state"})
 _INT_FIELDS = frozenset({"attempts", "pushes", "errors", "polls"})
 
-# Moves a queued job to in_progress and frees its target's "waiting" slot, so that the next push
-# queues a follow-up sync instead of joining one that has already begun (see bridge.queueing).
+# Starts a queued job unless its lane is busy. A lane (one target and ref filter) runs at most one
+# sync at a time, and starts them at least ``min_interval`` apart; a job that must wait stays
+# queued, keeps the lane's waiting slot (later pushes keep joining it) and is asked again later.
+# Starting frees the waiting slot, so the next push queues a follow-up instead of joining a sync
+# that has already begun (see bridge.queueing).
 _START = """
+-- KEYS[1] job record; ARGV: now (iso), job id, now (epoch s), min interval (s), key prefix, running ttl (s)
 local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'queued' then return status end
+if status ~= 'queued' then return {status or ''} end
+local lane = redis.call('HGET', KEYS[1], 'lane')
+if lane then
+  local prefix, now, spacing = ARGV[5], tonumber(ARGV[3]), tonumber(ARGV[4])
+  local running = redis.call('GET', prefix .. 'running:' .. lane)
+  if running and running ~= ARGV[2] and
+      redis.call('HGET', prefix .. 'job:' .. running, 'status') == 'in_progress' then
+    return {'wait', '2'}
+  end
+  local last = tonumber(redis.call('GET', prefix .. 'last_start:' .. lane) or '0')
+  if now - last < spacing then return {'wait', tostring(spacing - (now - last))} end
+  redis.call('SET', prefix .. 'running:' .. lane, ARGV[2], 'EX', ARGV[6])
+  redis.call('SET', prefix .. 'last_start:' .. lane, ARGV[3], 'EX', math.ceil(spacing) + 60)
+  if redis.call('GET', prefix .. 'waiting:' .. lane) == ARGV[2] then
+    redis.call('DEL', prefix .. 'waiting:' .. lane)
+  end
+end
 redis.call('HSET', KEYS[1], 'status', 'in_progress', 'started_at', ARGV[1])
-local waiting = redis.call('HGET', KEYS[1], 'waiting_key')
-if waiting and redis.call('GET', waiting) == ARGV[2] then redis.call('DEL', waiting) end
-return 'in_progress'
+return {'in_progress'}
+"""
+
+# Records a terminal status, frees the lane if this job held it, and notes a target's last success.
+_FINISH = """
+-- KEYS[1] job record, KEYS[2] last-success hash; ARGV: retention, job id, key prefix, then fields (k v ...)
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+local lane = redis.call('HGET', KEYS[1], 'lane')
+if lane and redis.call('GET', ARGV[3] .. 'running:' .. lane) == ARGV[2] then
+  redis.call('DEL', ARGV[3] .. 'running:' .. lane)
+end
+local target = redis.call('HGET', KEYS[1], 'target')
+if redis.call('HGET', KEYS[1], 'status') == 'completed' and target then
+  redis.call('HSET', KEYS[2], target, cjson.encode({job = ARGV[2], at = redis.call('HGET', KEYS[1], 'finished_at')}))
+end
+return lane or ''
 """
 
 
@@ -48,9 +82,9 @@ def delivery_key(delivery: str) -> str:
     return f"{PREFIX}:delivery:{delivery}"
 
 
-def waiting_key(coalesce_key: str) -> str:
-    """Holds the id of the one job waiting in the queue for a target (and ref filter)."""
-    return f"{PREFIX}:waiting:{coalesce_key}"
+def waiting_key(lane: str) -> str:
+    """Holds the id of the one job waiting in the queue for a lane (a target and ref filter)."""
+    return f"{PREFIX}:waiting:{lane}"
 
 
 INDEX_KEY = f"{PREFIX}:jobs"
@@ -94,6 +128,7 @@ class Store:
         self.redis = redis
         self.retention = int(retention)
         self._start = redis.register_script(_START)
+        self._finish = redis.register_script(_FINISH)
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(job_key(job_id))
@@ -132,10 +167,17 @@ class Store:
                         return found
         return found
 
-    def start(self, job_id: str) -> str | None:
-        """Mark the job in_progress (once) and free its waiting slot; returns the status after."""
-        result = self._start(keys=[job_key(job_id)], args=[now_iso(), job_id])
-        return result.decode() if isinstance(result, bytes) else result
+    def start(self, job_id: str, min_interval: float, running_ttl: float) -> tuple[str, float]:
+        """Start the job if its lane allows: ``("in_progress", 0)``, ``("wait", seconds)``, or its status."""
+        reply = self._start(keys=[job_key(job_id)], args=[now_iso(), job_id, f"{time.time():.6f}", min_interval,
+                                                           f"{PREFIX}:", int(running_ttl)])
+        status = reply[0].decode()
+        return status, float(reply[1]) if len(reply) > 1 else 0.0
+
+    def waiting_job(self, lane: str) -> str | None:
+        """The job waiting in a lane, if any."""
+        job_id = self.redis.get(waiting_key(lane))
+        return job_id.decode() if job_id else None
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Write some fields of a job (worker progress); JSON fields are encoded."""
@@ -144,19 +186,15 @@ class Store:
     def increment(self, job_id: str, field: str) -> int:
         return int(self.redis.hincrby(job_key(job_id), field, 1))
 
-    def finish(self, job_id: str, status: str, *, error: str | None = None, **fields: Any) -> None:
-        """Record a terminal status; the record then lives ``retention`` seconds more."""
+    def finish(self, job_id: str, status: str, *, error: str | None = None, **fields: Any) -> str | None:
+        """Record a terminal status (the record then lives ``retention`` more); returns the job's lane."""
         if status not in TERMINAL:
             raise ValueError(f"{status} is not terminal")
-        finished_at = now_iso()
-        pipe = self.redis.pipeline()
-        pipe.hset(job_key(job_id), mapping=encode({**fields, "status": status, "error": error,
-                                                   "finished_at": finished_at}))
-        pipe.expire(job_key(job_id), self.retention)
-        pipe.hget(job_key(job_id), "target")
-        target = pipe.execute()[-1]
-        if status == "completed" and target:
-            self.redis.hset(LAST_SUCCESS_KEY, target.decode(), json.dumps({"job": job_id, "at": finished_at}))
+        values = encode({**fields, "status": status, "error": error, "finished_at": now_iso()})
+        flat = [item for pair in values.items() for item in pair]
+        lane = self._finish(keys=[job_key(job_id), LAST_SUCCESS_KEY],
+                            args=[self.retention, job_id, f"{PREFIX}:", *flat])
+        return lane.decode() or None
 
     def last_successes(self) -> dict[str, dict[str, str]]:
         """Per target, the newest completed job and when it finished."""

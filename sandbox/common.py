@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 
 from sandbox.state import MintedToken, SandboxState
@@ -102,7 +102,10 @@ def install(app: Flask, specs: list[ProviderSpec]) -> None:
         spec = g.get("sandbox_spec") or spec_for(request.path)
         if spec is None:
             return exc
-        return spec.error_for_request()(exc.code or 500, None)
+        response = spec.error_for_request()(exc.code or 500, None)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
 
     @app.errorhandler(Exception)
     def _crash(exc: Exception) -> Response:
@@ -148,11 +151,6 @@ def raw_path() -> str:
     """The path exactly as the client sent it: werkzeug decodes %2F in ``request.path``."""
     raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
     return raw.split("?", 1)[0] if raw else request.path
-
-
-def raw_segment(index: int) -> str:
-    """One ``/``-separated segment of the raw path (index counted from the start)."""
-    return raw_path().split("/")[index]
 
 
 # -- credentials -------------------------------------------------------------------------------

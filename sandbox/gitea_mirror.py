@@ -21,6 +21,7 @@ from sandbox.common import (
     empty_response,
     iso,
     json_response,
+    reason,
     scheme_token,
     state,
 )
@@ -37,7 +38,7 @@ _DAY = 86400
 
 
 def error(status: int, message: str | None = None) -> Response:
-    return json_response({"message": message or _MESSAGES.get(status, str(status)),
+    return json_response({"message": message or _MESSAGES.get(status, reason(status)),
                           "url": f"{request.host_url}{PREFIX.strip('/')}/api/swagger"}, status)
 
 

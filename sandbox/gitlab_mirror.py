@@ -24,9 +24,10 @@ from sandbox.common import (
     iso,
     json_response,
     raw_path,
+    reason,
     state,
 )
-from sandbox.state import RepoSummary, SandboxState
+from sandbox.state import Operation, RepoSummary, SandboxState
 
 NAME = "gitlab-mirror"
 PREFIX = "/gitlab"
@@ -40,7 +41,7 @@ _MESSAGES = {401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Project No
 
 
 def error(status: int, message: str | None = None) -> Response:
-    return json_response({"message": message or _MESSAGES.get(status, str(status))}, status)
+    return json_response({"message": message or _MESSAGES.get(status, f"{status} {reason(status)}")}, status)
 
 
 def authenticate(st: SandboxState) -> None:
@@ -90,11 +91,9 @@ def _check_project() -> None:
 
 def _details(project: str, repo: RepoSummary) -> dict[str, Any]:
     latest = repo.latest
-    failed = latest is not None and latest.failed
     return {
         "id": int(project) if project.isdigit() else zlib.crc32(project.encode()) % 1_000_000,
-        "last_error": (latest.error or "Error fetching remote: could not read from remote repository")
-        if failed and latest.outcome == "failed" else (latest.error if failed else None),
+        "last_error": _last_error(latest),
         "last_successful_update_at": iso(repo.last_success.finished_at) if repo.last_success else None,
         "last_update_at": iso(repo.last_finished.finished_at) if repo.last_finished else None,
         "last_update_started_at": iso(repo.last_started.started_at) if repo.last_started else None,
@@ -106,3 +105,12 @@ def _details(project: str, repo: RepoSummary) -> dict[str, Any]:
         "mirror_overwrites_diverged_branches": False,
         "mirror_branch_regex": None,
     }
+
+
+def _last_error(latest: Operation | None) -> str | None:
+    """GitLab clears last_error on success; a canceled pull has only the ``error`` setting, if any."""
+    if latest is None or not latest.failed:
+        return None
+    if latest.outcome == "canceled":
+        return latest.error
+    return latest.error or "Error fetching remote: could not read from remote repository"

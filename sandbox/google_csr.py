@@ -65,10 +65,10 @@ def error(status: int, message: str | None = None) -> Response:
 
 def token_error(status: int, message: str | None = None, kind: str | None = None) -> Response:
     """The OAuth2 token endpoint's own shape: ``{"error", "error_description"}``."""
-    kind = kind or {400: "invalid_request", 401: "invalid_client"}.get(status, "server_error" if status >= 500
-                                                                       else "invalid_request")
-    return json_response({"error": kind, "error_description": message or f"Token endpoint answered {status}"},
-                         status)
+    if kind is None:
+        kind = "server_error" if status >= 500 else "invalid_client" if status == 401 else "invalid_request"
+    description = message or f"The token endpoint answered {status}."
+    return json_response({"error": kind, "error_description": description}, status)
 
 
 def authenticate(st: SandboxState) -> None:
@@ -91,7 +91,8 @@ def token() -> Response:
                       kind="unsupported_grant_type")
     claims = _jwt_claims(request.form.get("assertion", ""))
     now = time.time()
-    if not all(claims.get(key) for key in ("iss", "aud", "iat", "exp")):
+    if not (claims.get("iss") and claims.get("aud") and all(
+            isinstance(claims.get(key), int | float) for key in ("iat", "exp"))):
         raise Refusal(400, "Invalid JWT: missing iss, aud, iat or exp claim.", kind="invalid_grant")
     if not (claims["iat"] - 300 <= now < claims["exp"]) or claims["exp"] - claims["iat"] > 3600:
         raise Refusal(400, "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable "
@@ -173,7 +174,8 @@ def _jwt_claims(assertion: str) -> dict[str, Any]:
         claims = json.loads(_b64url(payload_b64))
     except ValueError:
         raise Refusal(400, "Invalid JWT: not a well-formed JWT.", kind="invalid_grant") from None
-    if header.get("alg") != "RS256" or not signature or not isinstance(claims, dict):
+    well_formed = isinstance(header, dict) and isinstance(claims, dict) and bool(signature)
+    if not well_formed or header.get("alg") != "RS256":
         raise Refusal(400, "Invalid JWT Signature.", kind="invalid_grant")
     return claims
 

@@ -49,7 +49,6 @@ def error(status: int, message: str | None = None, details: dict[str, Any] | Non
     return json_response({"error": body}, status)
 
 
-
 def authenticate(st: SandboxState) -> None:
     if not check_token(NAME, scheme_token("Authorization", "Bearer")):
         raise Refusal(401)

@@ -54,8 +54,9 @@ class SandboxServer:
         self._server = make_server(self.host, self.port, self.app, threaded=True,
                                    request_handler=_QuietHandler)
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"sandbox:{self.port}",
-                                        daemon=True)
+        # A short poll interval makes stop() quick (serve_forever checks for shutdown that often).
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        name=f"sandbox:{self.port}", daemon=True)
         self._thread.start()
         return self
 

@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -222,7 +223,7 @@ class SandboxState:
         if not token:
             return False
         with self.lock:
-            if secrets.compare_digest(token, self.credentials[provider]):
+            if secrets.compare_digest(token.encode(), self.credentials[provider].encode()):
                 return True
             minted = self._minted.get(token)
         if minted is None or minted.provider != provider or minted.expires_at <= time.time():
@@ -355,17 +356,45 @@ def _check_settings(provider: str, values: Any) -> None:
             raise SettingsError(f"outcome for {provider} must be one of {', '.join(OUTCOMES[provider])}")
         if key in _CHOICES and value not in _CHOICES[key]:
             raise SettingsError(f"{key} must be one of {', '.join(map(str, _CHOICES[key]))}")
-        if key in ("polls", "queued_polls") and not (isinstance(value, int) and _non_negative(value)):
-            raise SettingsError(f"{key} must be an integer >= 0")
-        if key in ("seconds", "latency", "min_interval", "token_lifetime") and not (
-                (value is None and key == "seconds") or _non_negative(value)):
-            raise SettingsError(f"{key} must be a number >= 0" + (" or null" if key == "seconds" else ""))
-        if key == "error" and value is not None and not isinstance(value, str):
-            raise SettingsError("error must be a string or null")
+        if key in _VALIDATORS and not _VALIDATORS[key][0](value):
+            raise SettingsError(f"{key} must be {_VALIDATORS[key][1]}")
 
 
 def _non_negative(value: Any) -> bool:
     return isinstance(value, _NUMBER) and not isinstance(value, bool) and value >= 0
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and _non_negative(value)
+
+
+def _ref_ids(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(ref, str) for ref in value)
+
+
+def _mesa_refs(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(ref, dict) and {"name", "before", "after", "outcome"} <= set(ref) for ref in value)
+
+
+def _flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+_VALIDATORS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "polls": (_count, "an integer >= 0"),
+    "queued_polls": (_count, "an integer >= 0"),
+    "seconds": (lambda value: value is None or _non_negative(value), "a number >= 0, or null to count polls"),
+    "latency": (_non_negative, "a number >= 0"),
+    "min_interval": (_non_negative, "a number >= 0"),
+    "token_lifetime": (_non_negative, "a number >= 0"),
+    "error": (lambda value: value is None or isinstance(value, str), "a string or null"),
+    "refs": (_mesa_refs, "a list of {name, before, after, outcome}"),
+    **dict.fromkeys(("ahead_refs", "diverged_refs", "orphaned_refs"),
+                    (_ref_ids, "a list of ref ids such as refs/heads/main")),
+    **dict.fromkeys(("pollable", "available", "resync_enabled", "mirror", "paused"),
+                    (_flag, "true or false")),
+}
 
 
 def _check_fault(item: Any) -> None:

@@ -78,7 +78,8 @@ def write_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[s
 
 
 def mesa_config(sandbox_url: str, **target: Any) -> str:
-    """A GitHub source routed to one Mesa target on the sandbox."""
+    """A GitHub source routed to one Mesa target on the sandbox (no spacing between syncs by default)."""
+    target = {"min_interval": 0, **target}
     extra = "".join(f"\n    {key}: {json.dumps(value)}" for key, value in target.items())
     return f"""
         sources:

@@ -45,10 +45,12 @@ def stop(process: subprocess.Popen[Any]) -> None:
 
 
 @pytest.fixture
-def bridge_processes(tmp_path: Path, redis_server: EmbeddedRedis, redis, sandbox: Any) -> Iterator[str]:
+def bridge_processes(request: pytest.FixtureRequest, tmp_path: Path, redis_server: EmbeddedRedis, redis,
+                     sandbox: Any) -> Iterator[str]:
+    """gunicorn and a worker as real processes; ``indirect`` parameters are Mesa target settings."""
     config = tmp_path / "syncbridge.yml"
-    config.write_text(mesa_config(sandbox.url).replace("\n        ", "\n"))
-    env = environ_for(redis_server.url, config)
+    config.write_text(mesa_config(sandbox.url, **getattr(request, "param", {})).replace("\n        ", "\n"))
+    env = environ_for(redis_server.url, config, SYNCBRIDGE_LOG_LEVEL="WARNING")
     port = free_port()
     web = subprocess.Popen([sys.executable, "-m", "bridge", "web", "--host", "127.0.0.1", "--port", str(port),
                             "--workers", "1"], env=env)

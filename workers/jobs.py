@@ -14,10 +14,12 @@ import time
 from datetime import datetime
 from typing import Any
 
-from rq import Retry, get_current_job
+from rq import Queue, Retry, get_current_job
 from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 
 from bridge import metrics
+from bridge.queueing import QUEUE_NAME
 from bridge.store import TERMINAL, Store
 from workers import notify
 from workers.context import context
@@ -38,12 +40,15 @@ def sync(job_id: str) -> Retry | None:
     job = store.get(job_id)
     if job is None or job["status"] in TERMINAL:
         return None
-    if job["status"] == "queued" and store.start(job_id) == "in_progress":
-        job = store.get(job_id) or job
-        notify.announce(store.redis, job)
     target = ctx.config.targets.get(job["target"])
     if target is None:
         return _end(store, job_id, "failed", f"target {job['target']!r} is no longer in the config")
+    if job["status"] == "queued":
+        outcome, wait = store.start(job_id, target.min_interval, running_ttl=target.timeout + 300)
+        if outcome == "wait":  # the lane is busy: stay queued (later pushes join this job), ask again
+            return Retry(max=UNBOUNDED, interval=[max(1, math.ceil(wait))])
+        job = store.get(job_id) or job
+        notify.announce(store.redis, job)
     provider = PROVIDERS[target.provider]
     http = ctx.http(job["target"])
     try:
@@ -68,7 +73,10 @@ def sync(job_id: str) -> Retry | None:
         return _end(store, job_id, "failed",
                     f"gave up after {int(target.timeout)}s: the provider still says {remote.status!r}")
     polls = int(job.get("polls") or 0)
-    return Retry(max=UNBOUNDED, interval=[POLL_INTERVALS[min(polls, len(POLL_INTERVALS) - 1)]])
+    interval = POLL_INTERVALS[min(polls, len(POLL_INTERVALS) - 1)]
+    if remote.retry_after is not None:  # the provider asked us to slow down
+        interval = max(interval, math.ceil(remote.retry_after))
+    return Retry(max=UNBOUNDED, interval=[interval])
 
 
 def on_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseException, traceback: Any) -> None:
@@ -112,7 +120,9 @@ def backoff(errors: int, retry_after: float | None) -> int:
 
 def _end(store: Store, job_id: str, status: str, reason: str | None = None) -> None:
     """Record the outcome, count it, and tell whoever asked to be told."""
-    store.finish(job_id, status, error=reason)
+    lane = store.finish(job_id, status, error=reason)
+    if lane:
+        _wake(store, lane)
     job = store.get(job_id)
     if job is None:
         return None
@@ -126,6 +136,16 @@ def _end(store: Store, job_id: str, status: str, reason: str | None = None) -> N
                     provider=job["provider"])
     notify.announce(store.redis, job)
     return None
+
+
+def _wake(store: Store, lane: str) -> None:
+    """Run the lane's waiting follow-up now rather than at its next scheduled check."""
+    waiting = store.waiting_job(lane)
+    if waiting is None:
+        return
+    queue = Queue(QUEUE_NAME, connection=store.redis)
+    if ScheduledJobRegistry(queue=queue).remove(waiting):  # 0 if it is already queued or running
+        queue.enqueue_job(Job.fetch(waiting, connection=store.redis))
 
 
 def _elapsed(job: dict[str, Any], until: str | None = None) -> float:

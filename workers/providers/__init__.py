@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from workers.providers import mesa
+from workers.providers import azure_devops, bitbucket_dc, codearts, gitea_mirror, gitlab_mirror, google_csr, mesa
 
 PROVIDERS: dict[str, ModuleType] = {
     mesa.NAME: mesa,
+    google_csr.NAME: google_csr,
+    bitbucket_dc.NAME: bitbucket_dc,
+    azure_devops.NAME: azure_devops,
+    codearts.NAME: codearts,
+    gitlab_mirror.NAME: gitlab_mirror,
+    gitea_mirror.NAME: gitea_mirror,
 }

@@ -25,13 +25,18 @@ USER_AGENT = "syncbridge/0.1 (+https://github.com/syncbridge/syncbridge)"
 
 @dataclass
 class Remote:
-    """The provider's operation as last seen: its id, its own status word, and what it means."""
+    """The provider's operation as last seen: its id, its own status word, and what it means.
+
+    ``retry_after`` is the provider asking to be polled no sooner than that many seconds from
+    now (Azure DevOps' ``Retry-After`` on a 200); it is advice for the next poll, not stored.
+    """
 
     id: str | None
     status: str
     state: State = "running"
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    retry_after: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The job's ``remote`` field: id and provider status first, then provider details."""

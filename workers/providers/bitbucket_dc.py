@@ -36,7 +36,7 @@ def trigger(target: BitbucketDcTarget, job: dict[str, Any], http: Http) -> Remot
         notes["unconfirmed"] = "enabling the already enabled repo did not sync it, so sync was disabled and enabled"
     action = _ACTIONS.get(target.on_diverged)
     diverged = _refs(status, "diverged")
-    if action and diverged and status.get("available", True):
+    if action and diverged:
         notes["synchronized"] = [_synchronize(target, http, ref, action) for ref in diverged]
         status = _status(target, http)
     return _outcome(status, notes)

@@ -1,0 +1,132 @@
+"""Push -> provider call latency with an idle worker: when did the provider hear of a push?
+
+``syncbridge web`` and one ``syncbridge worker`` on an embedded Redis (AOF on), targets on the
+provider sandbox. ``--pushes`` signed pushes are posted one at a time, ``--spacing`` seconds
+apart, round-robin over ``--repos`` repositories (each routed to its own Mesa target), so no push
+coalesces with another. Each push's send time (taken just before the POST) is paired with the
+sandbox's record of the trigger (``POST .../upstream/syncs``, its ``at`` is when the sandbox
+received it); latency = at - sent. Before measuring, one push per target warms the worker up.
+
+    .venv/bin/python -m bench.latency          # 100 pushes, 0.2 s apart: about 35 s
+
+Loopback only; bounded by ``--pushes`` (max 1000) and the spacing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import requests
+from redis import Redis
+
+from bench.common import (
+    ORG,
+    Stack,
+    mesa_config,
+    percentile,
+    sandbox_calls,
+    signed_push,
+    wait_terminal,
+    wait_workers,
+    write_result,
+)
+
+TRIGGER_SUFFIX = "/upstream/syncs"
+
+
+def push(session: requests.Session, hook: str, repo: str) -> dict[str, Any]:
+    """POST one signed push; returns when it was sent and answered, its status and job ids."""
+    headers, body = signed_push(f"{ORG}/{repo}", delivery=uuid.uuid4().hex)
+    sent = time.time()
+    answer = session.post(hook, data=body, headers=headers, timeout=10)
+    answered = time.time()
+    jobs = [job["id"] for job in answer.json().get("jobs", [])] if answer.ok else []
+    return {"repo": repo, "sent": sent, "answered": answered, "status": answer.status_code, "jobs": jobs}
+
+
+def triggers_by_repo(sandbox_url: str) -> dict[str, list[float]]:
+    """Times (``at``) of the sandbox's trigger calls, per repository, oldest first."""
+    found: dict[str, list[float]] = defaultdict(list)
+    for call in sandbox_calls(sandbox_url):
+        if call["method"] == "POST" and call["path"].endswith(TRIGGER_SUFFIX):
+            repo = call["path"][: -len(TRIGGER_SUFFIX)].rsplit("/", 1)[-1]
+            found[repo].append(call["at"])
+    return {repo: sorted(times) for repo, times in found.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pushes", type=int, default=100, help="measured pushes (max 1000)")
+    parser.add_argument("--spacing", type=float, default=0.2, help="seconds between pushes (min 0.05)")
+    parser.add_argument("--repos", type=int, default=8, help="repositories (one target each), round-robin")
+    args = parser.parse_args()
+    if not 0 < args.pushes <= 1000 or args.spacing < 0.05 or args.repos < 1:
+        parser.error("--pushes must be in (0, 1000], --spacing >= 0.05, --repos >= 1")
+    repos = [f"lat{index:02d}" for index in range(args.repos)]
+    with Stack("latency") as stack:
+        sandbox_url, _ = stack.sandbox()
+        stack.write_config(mesa_config(sandbox_url, repos))
+        base, _ = stack.web()
+        redis = Redis.from_url(stack.redis_url)
+        stack.worker()
+        wait_workers(redis, 1)
+        hook = f"{base}/hooks/github"
+        session = requests.Session()
+        warm = [push(session, hook, repo) for repo in repos]  # first job per target: imports, HTTP session
+        wait_terminal(redis, [job for sent in warm for job in sent["jobs"]], timeout=60)
+        requests.delete(f"{sandbox_url}/_sandbox/calls", timeout=10).raise_for_status()
+        time.sleep(1.0)
+
+        pushes = []
+        start = time.monotonic()
+        for index in range(args.pushes):
+            time.sleep(max(0.0, start + index * args.spacing - time.monotonic()))
+            pushes.append(push(session, hook, repos[index % len(repos)]))
+        deadline = time.monotonic() + 30
+        while sum(len(times) for times in triggers_by_repo(sandbox_url).values()) < args.pushes:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        triggers = triggers_by_repo(sandbox_url)
+        job_ids = {job for sent in pushes for job in sent["jobs"]}
+        worker_errors = [line for line in stack.log("worker-0").splitlines() if "Traceback" in line][:5]
+
+    latencies, receiver, unmatched = [], [], 0
+    for repo in repos:
+        sent = [item for item in pushes if item["repo"] == repo]
+        times = triggers.get(repo, [])
+        for item, at in zip(sent, times, strict=False):
+            if at < item["sent"]:
+                unmatched += 1
+                continue
+            latencies.append((at - item["sent"]) * 1000)
+        unmatched += max(0, len(sent) - len(times))
+    receiver = [(item["answered"] - item["sent"]) * 1000 for item in pushes]
+    result = {
+        "params": vars(args),
+        "pushes": len(pushes), "accepted_202": sum(item["status"] == 202 for item in pushes),
+        "distinct_jobs": len(job_ids), "provider_triggers": sum(len(times) for times in triggers.values()),
+        "matched": len(latencies), "unmatched": unmatched,
+        "push_to_call_ms": {"p50": percentile(latencies, 50), "p90": percentile(latencies, 90),
+                            "p99": percentile(latencies, 99), "max": max(latencies, default=float("nan")),
+                            "mean": statistics.fmean(latencies) if latencies else float("nan")},
+        "receiver_response_ms": {"p50": percentile(receiver, 50), "p99": percentile(receiver, 99)},
+        "worker_errors": worker_errors,
+    }
+    result["targets"] = {"p50_at_most_30ms": result["push_to_call_ms"]["p50"] <= 30}
+    lat = result["push_to_call_ms"]
+    print(f"{result['pushes']} pushes ({result['accepted_202']} accepted, {result['distinct_jobs']} jobs), "
+          f"{result['provider_triggers']} provider triggers, {result['matched']} matched")
+    print(f"push -> provider call: p50 {lat['p50']:.1f} ms  p90 {lat['p90']:.1f} ms  p99 {lat['p99']:.1f} ms  "
+          f"max {lat['max']:.1f} ms   (receiver answer p50 {result['receiver_response_ms']['p50']:.1f} ms)")
+    print(f"  target p50 <= 30 ms: {'met' if result['targets']['p50_at_most_30ms'] else 'NOT met'}")
+    write_result("latency", result)
+
+
+if __name__ == "__main__":
+    main()
