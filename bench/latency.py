@@ -64,11 +64,12 @@ def main() -> None:
     parser.add_argument("--pushes", type=int, default=100, help="measured pushes (max 1000)")
     parser.add_argument("--spacing", type=float, default=0.2, help="seconds between pushes (min 0.05)")
     parser.add_argument("--repos", type=int, default=8, help="repositories (one target each), round-robin")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args()
     if not 0 < args.pushes <= 1000 or args.spacing < 0.05 or args.repos < 1:
         parser.error("--pushes must be in (0, 1000], --spacing >= 0.05, --repos >= 1")
     repos = [f"lat{index:02d}" for index in range(args.repos)]
-    with Stack("latency") as stack:
+    with Stack("latency", keep=args.keep) as stack:
         sandbox_url, _ = stack.sandbox()
         stack.write_config(mesa_config(sandbox_url, repos))
         base, _ = stack.web()

@@ -11,6 +11,7 @@ import base64
 import time
 import urllib.parse
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import pytest
@@ -371,6 +372,42 @@ def test_settings_reset_restores_everything(driver: Driver, server: SandboxServe
     assert calls(server, driver.name) == []
     assert requests.get(f"{server.url}/_sandbox/operations").json() == {"operations": []}
     assert driver.trigger().status_code < 300  # the second queued 500 is gone too
+
+
+def test_concurrent_triggers_get_unique_operations(server: SandboxServer) -> None:
+    def trigger(_: int) -> str:
+        with requests.Session() as session:
+            return Mesa(server, session).trigger().json()["id"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(trigger, range(24)))
+    assert len(set(ids)) == 24
+    assert len(requests.get(f"{server.url}/_sandbox/operations?provider=mesa").json()["operations"]) == 24
+    assert [call["status"] for call in calls(server, "mesa")] == [201] * 24
+
+
+def test_unknown_paths_and_token_faults_keep_the_providers_shapes(server: SandboxServer,
+                                                                  http: requests.Session) -> None:
+    gitea = Gitea(server, http)
+    missing = gitea.request("GET", "/api/v1/nowhere")
+    assert missing.status_code == 404 and gitea.error_message(missing)
+    wrong_method = CodeArts(server, http).request("DELETE", CodeArts.path)
+    assert wrong_method.status_code == 405 and "GET" in wrong_method.headers["Allow"]
+    assert [call["path"] for call in calls(server, "gitea-mirror")] == ["/gitea/api/v1/nowhere"]
+    inject(server, "google-csr", {"status": 503})
+    oauth = http.post(f"{server.url}/google/token", data={"grant_type": "x"})
+    assert oauth.status_code == 503 and oauth.json()["error"] == "server_error"
+    inject(server, "codearts", {"status": 429, "retry_after": 1})
+    iam = http.post(f"{server.url}/codearts/iam/v3/auth/tokens", json={})
+    assert iam.status_code == 429 and iam.json()["error"]["code"] == 429 and iam.headers["Retry-After"] == "1"
+
+
+def test_azure_soft_throttling_is_a_200_with_retry_after(server: SandboxServer,
+                                                         http: requests.Session) -> None:
+    inject(server, "azure-devops", {"status": 200, "retry_after": 3})
+    answer = Azure(server, http).trigger()
+    assert answer.status_code == 200 and answer.headers["Retry-After"] == "3"
+    assert answer.json()["status"] == "queued"
 
 
 # -- progress settings -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -13,8 +14,11 @@ from bridge.logs import configure
 
 @click.command()
 @click.option("--burst", is_flag=True, help="exit once the queue is empty")
-def worker(burst: bool) -> None:
-    """Run an RQ worker with its scheduler: triggers syncs and follows them to their end."""
+@click.option("--processes", type=click.IntRange(1, 64), default=lambda: int(os.environ.get(
+    "SYNCBRIDGE_WORKER_PROCESSES", 2)), show_default="$SYNCBRIDGE_WORKER_PROCESSES or 2",
+    help="worker processes (a slow provider then cannot hold up the others)")
+def worker(burst: bool, processes: int) -> None:
+    """Run RQ workers with their scheduler: trigger syncs and follow them to their end."""
     from workers.context import context
     from workers.worker import run
 
@@ -23,7 +27,7 @@ def worker(burst: bool) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     configure(ctx.redact)
-    run(burst=burst)
+    run(burst=burst, processes=processes)
 
 
 @click.command()

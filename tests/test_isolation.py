@@ -1,0 +1,61 @@
+"""Isolation: a slow provider does not hold up another target (real web and worker processes)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bridge.embedded import EmbeddedRedis, free_port
+from sandbox.server import SandboxServer
+from tests.conftest import SECRET, TOKEN, environ_for, github_headers
+from tests.test_end_to_end import stop, wait_for
+from tests.test_hooks import push_body
+
+
+def test_a_slow_provider_does_not_delay_another_target(tmp_path: Path, redis_server: EmbeddedRedis, redis,
+                                                        sandbox: Any) -> None:
+    with SandboxServer() as slow:
+        requests.put(f"{slow.url}/_sandbox/settings/mesa", json={"latency": 4, "polls": 2}, timeout=5)
+        requests.put(f"{sandbox.url}/_sandbox/settings/mesa", json={"polls": 2}, timeout=5)
+        config = tmp_path / "syncbridge.yml"
+        config.write_text(f"""
+sources:
+  github: {{kind: github, secret: {SECRET}}}
+targets:
+  slow: {{provider: mesa, base_url: "{slow.url}/mesa/v1", org: acme, repo: widgets, token: {TOKEN}}}
+  fast: {{provider: mesa, base_url: "{sandbox.url}/mesa/v1", org: acme, repo: widgets, token: {TOKEN}}}
+routes:
+  - {{source: github, repo: acme/widgets, targets: [slow, fast]}}
+""")
+        env = environ_for(redis_server.url, config, SYNCBRIDGE_LOG_LEVEL="WARNING")
+        port = free_port()
+        web = subprocess.Popen([sys.executable, "-m", "bridge", "web", "--host", "127.0.0.1", "--port", str(port),
+                                "--workers", "1"], env=env)
+        worker = subprocess.Popen([sys.executable, "-m", "bridge", "worker", "--processes", "2"], env=env)
+        try:
+            wait_for(f"http://127.0.0.1:{port}/readyz")
+            time.sleep(1)  # let both worker processes register
+            body = push_body()
+            answer = requests.post(f"http://127.0.0.1:{port}/hooks/github", data=body, timeout=5,
+                                   headers=github_headers(body, delivery="iso-1")).json()
+            urls = {job["target"]: job["url"] for job in answer["jobs"]}
+            started = time.monotonic()
+            while time.monotonic() - started < 30:
+                fast = requests.get(urls["fast"], timeout=5).json()
+                if fast["status"] == "completed":
+                    break
+                time.sleep(0.1)
+            fast_seconds = time.monotonic() - started
+            slow_job = requests.get(urls["slow"], timeout=5).json()
+        finally:
+            stop(web)
+            stop(worker)
+    assert fast["status"] == "completed"
+    # Three slow calls take 12 s; the fast target is done in its own ~2-3 s of polling.
+    assert slow_job["status"] != "completed"
+    print(f"\nfast target completed in {fast_seconds:.1f}s while the slow one was {slow_job['status']}")
