@@ -145,8 +145,10 @@ class Stack:
         wait_http(f"{url}/readyz", process=process)
         return url, process
 
-    def worker(self, index: int = 0) -> subprocess.Popen[bytes]:
-        return self.spawn(f"worker-{index}", [str(BIN / "syncbridge"), "worker"])
+    def worker(self, processes: int | None = None, index: int = 0) -> subprocess.Popen[bytes]:
+        """``syncbridge worker``; ``processes`` passes ``--processes`` (None: the command's default)."""
+        extra = ["--processes", str(processes)] if processes is not None else []
+        return self.spawn(f"worker-{index}", [str(BIN / "syncbridge"), "worker", *extra])
 
     def sandbox(self) -> tuple[str, subprocess.Popen[bytes]]:
         """The provider sandbox (``syncbridge sandbox``) on a free loopback port."""

@@ -74,8 +74,8 @@ class SettingsError(ValueError):
 class Operation:
     """One provider-side sync: it moves queued -> running -> done as it is polled or as time passes.
 
-    The progress settings (polls, seconds, outcome, error) are copied in at creation, so changing
-    settings later only affects operations triggered afterwards.
+    The progress settings (polls, queued_polls, seconds, outcome, error) are copied in at creation, so
+    changing settings later only affects operations triggered afterwards.
     """
 
     id: str

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,23 +45,40 @@ def stop(process: subprocess.Popen[Any]) -> None:
             process.wait()
 
 
-@pytest.fixture
-def bridge_processes(request: pytest.FixtureRequest, tmp_path: Path, redis_server: EmbeddedRedis, redis,
-                     sandbox: Any) -> Iterator[str]:
-    """gunicorn and a worker as real processes; ``indirect`` parameters are Mesa target settings."""
-    config = tmp_path / "syncbridge.yml"
-    config.write_text(mesa_config(sandbox.url, **getattr(request, "param", {})).replace("\n        ", "\n"))
-    env = environ_for(redis_server.url, config, SYNCBRIDGE_LOG_LEVEL="WARNING")
+@contextmanager
+def running_bridge(config: Path, redis_url: str, processes: int = 2) -> Iterator[str]:
+    """gunicorn (one process) and ``processes`` workers as real processes; yields the web URL."""
+    env = environ_for(redis_url, config, SYNCBRIDGE_LOG_LEVEL="WARNING")
     port = free_port()
     web = subprocess.Popen([sys.executable, "-m", "bridge", "web", "--host", "127.0.0.1", "--port", str(port),
                             "--workers", "1"], env=env)
-    worker = subprocess.Popen([sys.executable, "-m", "bridge", "worker"], env=env)
+    worker = subprocess.Popen([sys.executable, "-m", "bridge", "worker", "--processes", str(processes)], env=env)
     try:
         wait_for(f"http://127.0.0.1:{port}/readyz")
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(web)
         stop(worker)
+
+
+@pytest.fixture
+def bridge_processes(request: pytest.FixtureRequest, tmp_path: Path, redis_server: EmbeddedRedis, redis,
+                     sandbox: Any) -> Iterator[str]:
+    """The bridge on a Mesa target; ``indirect`` parameters are that target's settings."""
+    config = tmp_path / "syncbridge.yml"
+    config.write_text(mesa_config(sandbox.url, **getattr(request, "param", {})).replace("\n        ", "\n"))
+    with running_bridge(config, redis_server.url) as url:
+        yield url
+
+
+def wait_until_done(url: str, timeout: float = 30) -> dict[str, Any]:
+    """Poll a job's status route until it ends; the last record seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = requests.get(url, timeout=5).json()
+        if record["status"] in ("completed", "failed") or time.monotonic() > deadline:
+            return record
+        time.sleep(0.1)
 
 
 def test_push_is_synced_through_real_processes(bridge_processes: str, sandbox: Any) -> None:

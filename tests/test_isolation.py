@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from bridge.embedded import EmbeddedRedis, free_port
+from bridge.embedded import EmbeddedRedis
 from sandbox.server import SandboxServer
-from tests.conftest import SECRET, TOKEN, environ_for, github_headers
-from tests.test_end_to_end import stop, wait_for
+from tests.conftest import SECRET, TOKEN, github_headers
+from tests.test_end_to_end import running_bridge, wait_until_done
 from tests.test_hooks import push_body
 
 
@@ -32,29 +30,16 @@ targets:
 routes:
   - {{source: github, repo: acme/widgets, targets: [slow, fast]}}
 """)
-        env = environ_for(redis_server.url, config, SYNCBRIDGE_LOG_LEVEL="WARNING")
-        port = free_port()
-        web = subprocess.Popen([sys.executable, "-m", "bridge", "web", "--host", "127.0.0.1", "--port", str(port),
-                                "--workers", "1"], env=env)
-        worker = subprocess.Popen([sys.executable, "-m", "bridge", "worker", "--processes", "2"], env=env)
-        try:
-            wait_for(f"http://127.0.0.1:{port}/readyz")
+        with running_bridge(config, redis_server.url, processes=2) as url:
             time.sleep(1)  # let both worker processes register
             body = push_body()
-            answer = requests.post(f"http://127.0.0.1:{port}/hooks/github", data=body, timeout=5,
+            answer = requests.post(f"{url}/hooks/github", data=body, timeout=5,
                                    headers=github_headers(body, delivery="iso-1")).json()
             urls = {job["target"]: job["url"] for job in answer["jobs"]}
             started = time.monotonic()
-            while time.monotonic() - started < 30:
-                fast = requests.get(urls["fast"], timeout=5).json()
-                if fast["status"] == "completed":
-                    break
-                time.sleep(0.1)
+            fast = wait_until_done(urls["fast"])
             fast_seconds = time.monotonic() - started
             slow_job = requests.get(urls["slow"], timeout=5).json()
-        finally:
-            stop(web)
-            stop(worker)
     assert fast["status"] == "completed"
     # Three slow calls take 12 s; the fast target is done in its own ~2-3 s of polling.
     assert slow_job["status"] != "completed"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask.testing import FlaskClient
@@ -215,8 +216,6 @@ def test_check_reports_a_refused_credential(target, provider: str) -> None:
 
 
 def _operations(sandbox: Any, provider: str) -> list[dict[str, Any]]:
-    import requests
-
     answer = requests.get(f"{sandbox.url}/_sandbox/operations", params={"provider": provider}, timeout=5)
     return answer.json()["operations"]
 
@@ -259,7 +258,7 @@ def test_google_service_account_token_is_minted_once_and_renewed_before_expiry(
     calls = sandbox_calls(sandbox, "google-csr")
     mints = [call for call in calls if call["path"] == "/google/token"]
     assert len(mints) == 1 and len(calls) == 5
-    assert mints[0]["body"].startswith("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer")
+    assert "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer" in mints[0]["body"]
     bearer = {call["headers"]["Authorization"] for call in calls if call not in mints}
     assert len(bearer) == 1 and bearer.pop().startswith("Bearer ya29.sandbox-")
 
@@ -425,7 +424,7 @@ def test_codearts_iam_token_is_minted_once_and_renewed_when_it_expires(setup, re
     token.expires_at = time.time() - 1
     record, _ = sync(client, redis, "d-3")
     assert record["status"] == "completed"
-    assert len([call for call in sandbox_calls(sandbox, "codearts") if call in mints or "iam" in call["path"]]) == 2
+    assert len([call for call in sandbox_calls(sandbox, "codearts") if "/iam/" in call["path"]]) == 2
 
 
 def test_codearts_wrong_iam_password_fails_at_once(setup, redis: Redis, sandbox: Any) -> None:
@@ -460,13 +459,14 @@ def test_gitlab_skipped_pull_is_complete_when_the_last_pull_began_after_the_push
     client = setup("gitlab-mirror")
     settings(sandbox, "gitlab-mirror", polls=1, min_interval=300)
     job_id = push(client)
-    other = setup("gitlab-mirror", route={"branches": ["other"]})  # another job pulls first, after the push
-    push(other, delivery="d-0", ref="refs/heads/other")
+    pull = f"{sandbox.url}/gitlab/api/v4/projects/acme%2Fwidgets/mirror/pull"  # GitLab's own schedule pulls first
+    requests.post(pull, headers={"PRIVATE-TOKEN": TOKEN}, timeout=5).raise_for_status()
+    requests.get(pull, headers={"PRIVATE-TOKEN": TOKEN}, timeout=5).raise_for_status()
     drive(redis)
     record = job(client, job_id)
     assert record["status"] == "completed", record
     assert "after the push, brought it in" in record["remote"]["skipped"]
-    assert len(_operations(sandbox, "gitlab-mirror")) == 1  # one pull served both
+    assert len(_operations(sandbox, "gitlab-mirror")) == 1  # that one pull served the push
 
 
 def test_gitlab_skipped_pull_is_asked_again_after_the_interval(setup, redis: Redis, sandbox: Any) -> None:

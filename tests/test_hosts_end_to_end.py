@@ -1,0 +1,63 @@
+"""Every host's push, signed as that host signs it, through the real web server and worker to a
+completed sync; every tampered copy gets 401 and no job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from bridge.embedded import EmbeddedRedis
+from tests.conftest import TOKEN, sandbox_calls
+from tests.test_end_to_end import running_bridge, wait_until_done
+from tests.test_sources import EVENTS, HOSTS, PUSH_FIXTURE, PUSHES, SCHEMES, SECRET, TAMPERINGS, Scheme, fixture, signed
+
+FIRST_PUSH = {kind: (name, event, repo, updates) for kind, name, event, repo, updates in reversed(PUSHES)
+              if name.startswith(("push", "refs-changed", "repo-push")) and "delete" not in name
+              and "tag" not in name}
+
+
+@pytest.fixture(scope="module")
+def bridge(tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis,
+           sandbox_server: Any) -> Iterator[str]:
+    sources = "".join(f"\n  {kind}: {{kind: {kind}, secret: \"{SECRET.decode()}\"}}" for kind in HOSTS)
+    targets = "".join(f"\n  to-{kind}: {{provider: mesa, base_url: \"{sandbox_server.url}/mesa/v1\", org: acme,"
+                      f" repo: widgets, token: {TOKEN}, min_interval: 0}}" for kind in HOSTS)
+    routes = "".join(f"\n  - {{source: {kind}, repo: \"**\", targets: [to-{kind}]}}" for kind in HOSTS)
+    config = tmp_path_factory.mktemp("hosts") / "syncbridge.yml"
+    config.write_text(f"sources:{sources}\ntargets:{targets}\nroutes:{routes}\n")
+    with running_bridge(Path(config), redis_server.url) as url:
+        yield url
+
+
+@pytest.mark.parametrize("kind", list(HOSTS))
+def test_each_hosts_push_is_synced(bridge: str, kind: str, sandbox_server: Any) -> None:
+    name, event, repo, updates = FIRST_PUSH[kind]
+    body = fixture(kind, name)
+    headers = dict(signed(kind, body, event=event, delivery=f"e2e-{kind}").items())
+    response = requests.post(f"{bridge}/hooks/{kind}", data=body, headers=headers, timeout=10)
+    assert response.status_code == 202, response.text
+    [job] = response.json()["jobs"]
+    assert job["target"] == f"to-{kind}"
+    record = wait_until_done(job["url"])
+    assert record["status"] == "completed", record
+    assert (record["source"], record["repo"]) == (kind, repo)
+    assert (record["ref"], record["after"]) == (updates[-1][0], updates[-1][2])
+    again = requests.post(f"{bridge}/hooks/{kind}", data=body, headers=headers, timeout=10)
+    assert again.status_code == 200 and again.json()["jobs"][0]["id"] == job["id"]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=[s.kind for s in SCHEMES])
+def test_each_hosts_tampered_push_is_401_and_no_job(bridge: str, scheme: Scheme, sandbox_server: Any) -> None:
+    kind = scheme.kind
+    body = fixture(kind, PUSH_FIXTURE[kind])
+    before = len(sandbox_calls(sandbox_server, "mesa"))
+    for name, tamper in sorted(TAMPERINGS.items()):
+        headers, sent = tamper(scheme, signed(kind, body, event=EVENTS[kind], delivery=f"tampered-{kind}"), body)
+        response = requests.post(f"{bridge}/hooks/{kind}", data=sent, headers=dict(headers.items()), timeout=10)
+        assert response.status_code == 401, (kind, name, response.text)
+    assert requests.get(f"{bridge}/deliveries/tampered-{kind}", timeout=5).status_code == 404
+    assert len(sandbox_calls(sandbox_server, "mesa")) == before
