@@ -1,0 +1,99 @@
+"""Deployment files: every command the Procfile, compose file and app.json name really exists,
+Redis URLs work the Heroku way, and honcho runs the Procfile locally."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from bridge.connection import connect
+from bridge.embedded import EmbeddedRedis, free_port
+from tests.conftest import mesa_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNCBRIDGE = str(Path(sys.executable).with_name("syncbridge"))
+
+
+def procfile() -> dict[str, str]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def run_help(command: list[str]) -> str:
+    assert command[0] == "syncbridge", command
+    result = subprocess.run([SYNCBRIDGE, *[a for a in command[1:] if not a.startswith("$")], "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_procfile_processes_exist() -> None:
+    processes = procfile()
+    assert set(processes) == {"web", "worker", "release"}
+    for command in processes.values():
+        words = shlex.split(command)
+        assert run_help([w for w in words if w != "--port"])
+    assert "$PORT" in processes["web"]
+
+
+def test_compose_commands_exist_and_redis_keeps_an_append_only_file() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert "--appendonly" in services["redis"]["command"] and services["redis"]["volumes"]
+    for name in ("web", "worker"):
+        command = services[name]["command"]
+        run_help([word for word in command if not word.isdigit() and word != "--port"])
+        assert services[name]["environment"]["REDIS_URL"].startswith("redis://redis:")
+        assert "healthcheck" in services[name] or name == "worker"
+
+
+def test_app_json_names_a_redis_addon_and_the_procfile_formation() -> None:
+    app = json.loads((ROOT / "app.json").read_text())
+    assert set(app["formation"]) == {"web", "worker"}
+    assert any(addon["plan"].startswith("heroku-redis") for addon in app["addons"])
+
+
+def test_tls_url_is_preferred_and_accepts_self_signed_certificates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://plain:6379")
+    monkeypatch.setenv("REDIS_TLS_URL", "rediss://:pw@tls.example:6380")
+    kwargs = connect().connection_pool.connection_kwargs
+    assert kwargs["host"] == "tls.example" and kwargs["ssl_cert_reqs"] is None
+    monkeypatch.delenv("REDIS_TLS_URL")
+    kwargs = connect().connection_pool.connection_kwargs
+    assert kwargs["host"] == "plain" and "ssl_cert_reqs" not in kwargs
+
+
+def test_honcho_runs_the_procfile(tmp_path: Path, sandbox) -> None:
+    with EmbeddedRedis(tmp_path / "redis") as redis:
+        (tmp_path / "syncbridge.yml").write_text(mesa_config(sandbox.url).replace("\n        ", "\n"))
+        (tmp_path / "Procfile").write_text((ROOT / "Procfile").read_text())
+        port = free_port()
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SYNCBRIDGE_", "REDIS_"))},
+               "REDIS_URL": redis.url, "PORT": str(port), "WEB_CONCURRENCY": "1",
+               "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        honcho = subprocess.Popen([str(Path(sys.executable).with_name("honcho")), "start", "web", "worker"],
+                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    time.sleep(0.2)
+            assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+        finally:
+            os.killpg(honcho.pid, signal.SIGTERM)
+            output, _ = honcho.communicate(timeout=30)
+    assert "worker.1" in output and "web.1" in output
