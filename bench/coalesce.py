@@ -115,9 +115,8 @@ def main() -> None:
             triggers[repo].append(call["at"])
         elif call["method"] == "GET":
             polls[repo] += 1
-    jobs_per_target: Counter[str] = Counter()
-    for target, count in Counter(t for item in sent for t in set(item.get("jobs", {}).items())).items():
-        jobs_per_target[target[0]] += 1 if count else 0
+    distinct = {(target, job) for item in sent for target, job in item.get("jobs", {}).items()}
+    jobs_per_target = Counter(target for target, _ in distinct)
     last_sent = max(item["sent"] for item in sent if item.get("status") == 202)
     per_target = {}
     for index in range(args.targets):
@@ -132,14 +131,15 @@ def main() -> None:
         "other_statuses": dict(Counter(item.get("status") for item in sent if item.get("status") != 202)),
         "burst_seconds_actual": sent_for, "jobs": len(job_ids), "job_statuses": statuses,
         "all_done_after_burst_s": finished - (started + sent_for), "per_target": per_target,
-        "provider_syncs": total_syncs, "pushes_per_sync": accepted * args.targets / total_syncs if total_syncs else None,
+        "provider_syncs": total_syncs,
+        "pushes_per_sync": accepted * args.targets / total_syncs if total_syncs else None,
         "max_syncs_per_target": max(row["syncs"] for row in per_target.values()),
     }
     result["targets"] = {"at_most_2_syncs_per_target": result["max_syncs_per_target"] <= 2,
                          "newest_push_covered": all(row["newest_push_covered"] for row in per_target.values())}
     print(f"{result['pushes']} pushes in {sent_for:.1f} s ({accepted} accepted) -> {len(job_ids)} jobs, "
-          f"{total_syncs} provider syncs over {args.targets} targets; all ended {result['all_done_after_burst_s']:.1f} s "
-          f"after the burst ({statuses})")
+          f"{total_syncs} provider syncs over {args.targets} targets; all ended "
+          f"{result['all_done_after_burst_s']:.1f} s after the burst ({statuses})")
     for name, row in per_target.items():
         print(f"  {name}: {row['syncs']} syncs, {row['jobs']} jobs, {row['polls']} polls, "
               f"newest push covered: {row['newest_push_covered']}")

@@ -113,7 +113,7 @@ class Source(Strict):
 class TargetBase(Strict):
     base_url: str
     timeout: Seconds = Field(default=900.0, description="longest the bridge follows one sync before failing it")
-    request_timeout: Seconds = Field(default=30.0, description="longest one provider HTTP call may take")
+    request_timeout: Seconds = Field(default=20.0, le=120, description="longest one provider HTTP call may take")
     min_interval: Annotated[float, BeforeValidator(parse_duration_or_zero)] = Field(
         default=10.0, description="least time between two sync starts; pushes in between share one follow-up")
     retries: int = Field(default=5, ge=0, le=50, description="retries of a provider call that failed transiently")

@@ -28,14 +28,17 @@ from rq.job import Job, JobStatus
 from rq.utils import now
 
 from bridge import metrics, store
+from bridge.config import TargetBase
 from bridge.routing import Match
 
 QUEUE_NAME = "syncbridge"
 NOTIFY_QUEUE_NAME = "syncbridge-notify"  # its own queue: a slow chat service never delays a sync
 SYNC_FUNCTION = "workers.jobs.sync"
 FAILURE_CALLBACK = "workers.jobs.on_failure"
-# One execution triggers or polls once, so it is short; a stuck HTTP call is cut by its own timeout.
-EXECUTION_TIMEOUT = 300
+# One execution makes one provider call, bounded by the target's request_timeout; RQ's own limit
+# sits just above it. It also sets how soon a killed worker's job is recovered: RQ declares it
+# abandoned 60 s after this limit (SimpleWorker's heartbeat TTL is the job timeout + 60 s).
+EXECUTION_MARGIN = 10
 # A worker that dies mid-execution leaves the job abandoned; RQ requeues it this many times.
 ABANDONED_RETRIES = Retry(max=3, interval=[5, 15, 30])
 
@@ -132,7 +135,7 @@ class Enqueuer:
         self._requeue = redis.register_script(_REQUEUE)
 
     def enqueue(self, source: str, repo: str, delivery: str, matches: list[Match],
-                providers: dict[str, str], trigger: str = "push") -> Receipt:
+                targets: dict[str, TargetBase], trigger: str = "push") -> Receipt:
         """Store one job per match (or join a waiting one) atomically, keyed by ``delivery``."""
         args: list[Any] = [self.retention, f"{now().timestamp():.6f}", store.job_key(""),
                            Job.redis_job_namespace_prefix, metrics.field(source=source, outcome="accepted"),
@@ -146,12 +149,13 @@ class Enqueuer:
             fields = store.encode({
                 "id": job_id, "status": "queued", "source": source, "repo": repo,
                 "ref": match.update.ref, "before": match.update.before, "after": match.update.after,
-                "delivery": delivery, "target": match.target, "provider": providers[match.target],
+                "delivery": delivery, "target": match.target, "provider": targets[match.target].provider,
                 "attempts": 0, "created_at": created_at, "trigger": trigger, "refs": refs,
                 "lane": lane, "pushes": 1,
             })
             job_fields = [item for name in _JOB_FIELD_ORDER for item in (name, fields[name])]
-            rq_fields = self._rq_fields(job_id, f"sync {match.target} for {repo} {match.update.ref}")
+            rq_fields = self._rq_fields(job_id, f"sync {match.target} for {repo} {match.update.ref}",
+                                        targets[match.target].request_timeout)
             args += [waiting, job_id, len(job_fields), *job_fields, len(rq_fields), *rq_fields]
         keys = [store.delivery_key(delivery), store.INDEX_KEY, self.queue.key, Queue.redis_queues_keys,
                 metrics.key("webhooks_received")]
@@ -159,19 +163,19 @@ class Enqueuer:
         flag, *ids = (item.decode() for item in reply)
         return Receipt(delivery=delivery, job_ids=ids, seen_before=flag == "seen")
 
-    def requeue(self, job_id: str) -> str | None:
+    def requeue(self, job_id: str, request_timeout: float) -> str | None:
         """Run a failed job again (same id, ``trigger: retry``); returns the status it had if not failed."""
         fields = store.encode({"status": "queued", "remote": None, "errors": 0, "polls": 0, "trigger": "retry"})
         flat = [item for pair in fields.items() for item in pair]
-        rq_fields = self._rq_fields(job_id, f"retry of {job_id}")
+        rq_fields = self._rq_fields(job_id, f"retry of {job_id}", request_timeout)
         keys = [store.job_key(job_id), Job.redis_job_namespace_prefix + job_id, self.queue.key]
         result = self._requeue(keys=keys, args=[self.retention, job_id, len(flat), *flat, *rq_fields]).decode()
         return None if result == "requeued" else result
 
-    def _rq_fields(self, job_id: str, description: str) -> list[Any]:
+    def _rq_fields(self, job_id: str, description: str, request_timeout: float) -> list[Any]:
         """RQ's own job hash for ``job_id``, flattened for HSET, exactly as RQ would save it."""
         job = Job.create(SYNC_FUNCTION, args=[job_id], id=job_id, connection=self.redis,
-                         status=JobStatus.QUEUED, timeout=EXECUTION_TIMEOUT, result_ttl=3600,
+                         status=JobStatus.QUEUED, timeout=int(request_timeout) + EXECUTION_MARGIN, result_ttl=3600,
                          failure_ttl=self.retention, retry=ABANDONED_RETRIES, description=description,
                          on_failure=Callback(FAILURE_CALLBACK))
         job.origin = QUEUE_NAME

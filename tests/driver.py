@@ -18,6 +18,14 @@ from rq.registry import ScheduledJobRegistry
 from bridge.queueing import NOTIFY_QUEUE_NAME, QUEUE_NAME
 
 
+class _Worker(SimpleWorker):
+    """A worker without RQ's pubsub listener: nothing sends it commands, and stopping the listener
+    thread at the end of each pass can take a whole second (RQ joins it with a 1 s timeout)."""
+
+    def subscribe(self) -> None:
+        pass
+
+
 def drive(redis: Redis, max_rounds: int = 60, *, until_idle: bool = True) -> list[int]:
     """Run the queues until no job is queued or scheduled; return each sync's scheduled intervals (s).
 
@@ -26,7 +34,7 @@ def drive(redis: Redis, max_rounds: int = 60, *, until_idle: bool = True) -> lis
     queues = [Queue(name, connection=redis) for name in (QUEUE_NAME, NOTIFY_QUEUE_NAME)]
     intervals: list[int] = []
     for _ in range(max_rounds):
-        SimpleWorker(queues, connection=redis).work(burst=True, with_scheduler=False, logging_level="WARNING")
+        _Worker(queues, connection=redis).work(burst=True, with_scheduler=False, logging_level="WARNING")
         due = [(queue, ScheduledJobRegistry(queue=queue)) for queue in queues]
         if not any(registry.count for _, registry in due):
             return intervals

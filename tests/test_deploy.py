@@ -9,16 +9,15 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from bridge.connection import connect
 from bridge.embedded import EmbeddedRedis, free_port
 from tests.conftest import mesa_config
+from tests.test_end_to_end import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNCBRIDGE = str(Path(sys.executable).with_name("syncbridge"))
@@ -85,14 +84,7 @@ def test_honcho_runs_the_procfile(tmp_path: Path, sandbox) -> None:
                                   cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, start_new_session=True)
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    time.sleep(0.2)
-            assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+            wait_for(f"http://127.0.0.1:{port}/readyz", timeout=30)
         finally:
             os.killpg(honcho.pid, signal.SIGTERM)
             output, _ = honcho.communicate(timeout=30)

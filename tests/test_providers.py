@@ -268,6 +268,22 @@ def test_google_service_account_token_is_minted_once_and_renewed_before_expiry(
     assert len([call for call in sandbox_calls(sandbox, "google-csr") if call["path"] == "/google/token"]) == 2
 
 
+@pytest.mark.parametrize(("answer", "status"), [(503, "completed"), (400, "failed")])
+def test_google_token_endpoint_errors_are_classified_like_any_answer(setup, redis: Redis, sandbox: Any,
+                                                                     credentials_file: str, answer: int,
+                                                                     status: str) -> None:
+    client = setup("google-csr", token=None, credentials_file=credentials_file)
+    settings(sandbox, "google-csr", polls=1)
+    faults(sandbox, "google-csr", {"status": answer, "message": "Invalid JWT Signature."})
+    record, intervals = sync(client, redis)
+    assert record["status"] == status, record
+    if status == "failed":  # one call, the token endpoint's own reason
+        assert record["error"] == "google-csr answered 400 to POST /google/token: Invalid JWT Signature."
+        assert len(sandbox_calls(sandbox, "google-csr")) == 1
+    else:  # retried by the job after 1 s, not by google-auth sleeping in the worker
+        assert intervals[0] == 1 and record["attempts"] == 2
+
+
 def test_google_unusable_service_account_file_fails_with_a_reason(setup, redis: Redis, tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text("{}")
@@ -372,7 +388,8 @@ def test_azure_sign_in_page_is_an_auth_failure(setup, redis: Redis, sandbox: Any
     client = setup("azure-devops", token=WRONG)
     record, _ = sync(client, redis)
     assert record["status"] == "failed"
-    assert "refused the personal access token" in record["error"] and "Sign In" in record["error"]
+    assert "answered 203 to POST /azure/acme/widgets/_apis/git/repositories/widgets-fork/forkSyncRequests: " \
+           "the personal access token was refused" in record["error"] and "Sign In" in record["error"]
     assert sandbox_calls(sandbox, "azure-devops")[0]["status"] == 203
 
 
@@ -424,6 +441,16 @@ def test_codearts_iam_token_is_minted_once_and_renewed_when_it_expires(setup, re
     token.expires_at = time.time() - 1
     record, _ = sync(client, redis, "d-3")
     assert record["status"] == "completed"
+    assert len([call for call in sandbox_calls(sandbox, "codearts") if "/iam/" in call["path"]]) == 2
+
+
+def test_codearts_refused_iam_token_is_dropped_and_minted_anew(setup, redis: Redis, sandbox: Any) -> None:
+    client = setup("codearts", token=None, iam={**IAM, "endpoint": f"{sandbox.url}/codearts/iam"})
+    settings(sandbox, "codearts", polls=1)
+    faults(sandbox, "codearts", {"status": 200}, {"status": 401})  # the token is minted, then refused
+    assert sync(client, redis, "d-1")[0]["status"] == "failed"
+    assert codearts.TOKENS.tokens == {}
+    assert sync(client, redis, "d-2")[0]["status"] == "completed"
     assert len([call for call in sandbox_calls(sandbox, "codearts") if "/iam/" in call["path"]]) == 2
 
 

@@ -1,8 +1,8 @@
 """``syncbridge worker``: RQ workers with their scheduler, tuned so follow-ups are not late.
 
 RQ's defaults suit long jobs; ours are short and rescheduled, so the worker TTL and maintenance
-interval are lowered: an abandoned job (a killed worker) is found within about a minute and a
-half, and the scheduler resumes promptly after Redis returns.
+interval are lowered: an abandoned job (a killed worker) is found about 60 s after its
+execution limit (request_timeout + 10 s), and the scheduler resumes promptly after Redis returns.
 
 Jobs run in-process (``SimpleWorker``): no fork per execution, HTTP sessions and token caches
 live as long as the worker. Several processes (RQ's ``WorkerPool``) keep one slow provider from
@@ -22,8 +22,8 @@ from bridge.connection import connect
 from bridge.queueing import NOTIFY_QUEUE_NAME, QUEUE_NAME
 from workers.context import context
 
-WORKER_TTL = 60
-MAINTENANCE_INTERVAL = 30
+WORKER_TTL = 30  # an idle worker blocks on the queue for TTL - 15 s, and runs maintenance between waits
+MAINTENANCE_INTERVAL = 15
 JOB_MONITORING_INTERVAL = 10
 QUEUES = (QUEUE_NAME, NOTIFY_QUEUE_NAME)  # syncs first
 

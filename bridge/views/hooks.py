@@ -45,8 +45,7 @@ def receive(source: str):
         refs = ", ".join(update.ref for update in event.updates)
         return _not_queued(source, "unrouted", {"ignored": f"no route for {event.repo} {refs}"}, 200)
     delivery = event.delivery or "sha256-" + hashlib.sha256(body).hexdigest()
-    providers = {match.target: bridge.config.targets[match.target].provider for match in matches}
-    receipt = bridge.enqueuer.enqueue(source, event.repo, delivery, matches, providers)
+    receipt = bridge.enqueuer.enqueue(source, event.repo, delivery, matches, bridge.config.targets)
     if receipt.seen_before:
         jobs = [_summary(job["id"], job["target"], job["status"]) for job in bridge.store.get_many(receipt.job_ids)]
         log.info("delivery=%s seen before: jobs=%s", delivery, ",".join(receipt.job_ids),

@@ -77,9 +77,13 @@ def retry(job_id: str):
     """Re-run a failed job; it always needs the API token, since it makes providers work."""
     require_token(always=True)
     bridge = current()
-    refused = bridge.enqueuer.requeue(job_id)
-    if refused == "":
+    job = bridge.store.get(job_id)
+    if job is None:
         abort(404, description=f"no job {job_id!r} (unknown, or expired)")
+    target = bridge.config.targets.get(job["target"])
+    if target is None:
+        return jsonify(error=f"target {job['target']!r} is no longer in the config"), 409
+    refused = bridge.enqueuer.requeue(job_id, target.request_timeout)
     if refused is not None:
         return jsonify(error=f"job {job_id} is {refused}; only failed jobs can be retried"), 409
     return jsonify(public(bridge.store.get(job_id) or {})), 202

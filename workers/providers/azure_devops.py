@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -61,8 +62,8 @@ def _request(target: AzureDevopsTarget, http: Http, method: str, url: str, **kwa
     response = http.request(method, url, ok=(200, 201, 203), params={"api-version": API_VERSION},
                             headers={"Authorization": f"Basic {pat}"}, **kwargs)
     if response.status_code == 203:
-        raise Permanent(f"{NAME} refused the personal access token (it answered {method} with 203 and "
-                        f"{describe_error(response)})")
+        raise Permanent(f"{NAME} answered 203 to {method} {urlsplit(url).path}: the personal access token was "
+                        f"refused ({describe_error(response)})")
     return response
 
 

@@ -67,7 +67,7 @@ class TokenCache:
         self.tokens: dict[Hashable, Token] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, mint: Callable[[], Token]) -> str:
+    def _current(self, key: Hashable, mint: Callable[[], Token]) -> str:
         """The token for ``key``, minted by ``mint`` when there is none or it is about to expire."""
         with self._lock:
             token = self.tokens.get(key)
@@ -81,7 +81,7 @@ class TokenCache:
         A token the provider refuses (revoked, scoped wrong) would otherwise fail every sync until
         it expired, up to a day for an IAM token.
         """
-        token = self.get(key, mint)
+        token = self._current(key, mint)
         try:
             return send(token)
         except Permanent:

@@ -13,6 +13,7 @@ followed: the job ends completed with ``remote.confirmed: false`` (CONTRACTS.md)
 
 from __future__ import annotations
 
+import time
 from datetime import UTC
 from typing import Any
 
@@ -27,6 +28,7 @@ from workers.providers.common import Token, TokenCache, bearer
 NAME = "google-csr"
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 UNPOLLABLE = (404, 405, 501)
+TOKEN_LIFE = 3600.0  # Google's access tokens live an hour
 TOKENS = TokenCache()
 
 
@@ -70,7 +72,8 @@ def _mint(path: str, http: Http) -> Token:
     except exceptions.GoogleAuthError as exc:  # a 200 without an access token, say
         raise Permanent(f"{NAME}: the token endpoint's answer is unusable: {exc.args[0] if exc.args else exc}") \
             from None
-    return Token(credentials.token, credentials.expiry.replace(tzinfo=UTC).timestamp())
+    expiry = credentials.expiry  # naive UTC; None if the endpoint gave no expires_in
+    return Token(credentials.token, expiry.replace(tzinfo=UTC).timestamp() if expiry else time.time() + TOKEN_LIFE)
 
 
 class _Transport(transport.Request):
