@@ -63,6 +63,15 @@ def key_kinds(redis: Redis) -> dict[str, dict[str, int]]:
     return dict(sorted(kinds.items(), key=lambda item: -item[1]["bytes"]))
 
 
+def result_stream_sample(redis: Redis, job_id: str) -> dict[str, Any]:
+    """RQ's result stream of one job: how many entries, their types and field sizes."""
+    key = f"rq:results:{job_id}"
+    entries = redis.xrange(key)
+    return {"entries": len(entries), "types": [fields.get(b"type", b"?").decode() for _, fields in entries],
+            "bytes_per_entry": [sum(len(name) + len(value) for name, value in fields.items()) for _, fields in entries],
+            "ttl_s": redis.ttl(key)}
+
+
 def summed(rss: dict[str, int]) -> int:
     return sum(rss.values())
 
@@ -98,6 +107,7 @@ def main() -> None:
         worker_after = rss_bytes(worker.pid)
         completed = used_memory(redis)
         completed_kinds = key_kinds(redis)
+        results_sample = result_stream_sample(redis, job_ids[0])
 
         load: dict[str, Any] | None = None
         if args.load_seconds:
@@ -122,8 +132,12 @@ def main() -> None:
                   "bytes_per_queued_job": (queued - before) / args.jobs,
                   "bytes_per_retained_completed_job": (completed - before) / args.jobs,
                   "aof_enabled": bool(aof["aof_enabled"]),
-                  "key_kinds_queued": queued_kinds, "key_kinds_completed": completed_kinds},
+                  "key_kinds_queued": queued_kinds, "key_kinds_completed": completed_kinds,
+                  "rq_results_sample": results_sample},
     }
+    # What outlives RQ's result_ttl (1 h): only syncbridge's own keys stay for the whole retention.
+    own = sum(row["bytes"] for shape, row in completed_kinds.items() if shape.startswith("syncbridge:"))
+    result["redis"]["bytes_per_job_after_rq_ttls"] = own / args.jobs
     mib = result["rss_mib_total"]
     print(f"RSS web (master + workers): idle {mib['web_idle']:.1f} MiB, after load {mib['web_after_load']:.1f} MiB; "
           f"worker (pool + workers + scheduler): started {mib['worker_started']:.1f} MiB, "
@@ -133,10 +147,12 @@ def main() -> None:
     for name, value in worker_after.items():
         print(f"  work {name:<24} {value / MIB:6.1f} MiB")
     red = result["redis"]
-    print(f"Redis: {red['bytes_per_queued_job']:.0f} bytes per queued job, {red['bytes_per_retained_completed_job']:.0f} "
-          f"bytes per retained completed job ({outcome})")
+    print(f"Redis: {red['bytes_per_queued_job']:.0f} bytes per queued job, "
+          f"{red['bytes_per_retained_completed_job']:.0f} bytes per retained completed job ({outcome})")
     for shape, row in list(completed_kinds.items())[:10]:
         print(f"  {row['bytes'] / args.jobs:8.0f} B/job  {row['keys']:6d} keys  {shape}")
+    print(f"  of which syncbridge's own keys (kept for the retention): {own / args.jobs:.0f} B/job; "
+          f"RQ's result stream of one job: {results_sample}")
     write_result("memory", result)
 
 

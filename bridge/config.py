@@ -83,10 +83,22 @@ class Hook(Strict):
 
 
 class SourceApi(Strict):
-    token: SecretStr
+    """GitHub API access for redelivery sweeps: a token for a repo or org hook, an App key for an App hook."""
+
     hook: Hook
-    base_url: AnyHttpUrl = AnyHttpUrl("https://api.github.com")
+    token: SecretStr | None = None
+    app_id: int | None = None
+    private_key_file: str | None = None
+    base_url: str = "https://api.github.com"
     sweep_every: Seconds = 600.0
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SourceApi:
+        if self.hook.app and not (self.app_id and self.private_key_file):
+            raise ValueError("an App hook ({app: true}) needs app_id and private_key_file to sign the App's JWT")
+        if not self.hook.app and not self.token:
+            raise ValueError("a repo or org hook needs a token that may read and redeliver its deliveries")
+        return self
 
 
 class Source(Strict):

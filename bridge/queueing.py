@@ -29,6 +29,7 @@ from rq.utils import now
 
 from bridge import metrics, store
 from bridge.config import TargetBase
+from bridge.events import RefUpdate
 from bridge.routing import Match
 
 QUEUE_NAME = "syncbridge"
@@ -71,9 +72,12 @@ while i <= #ARGV do
   if current then
     local key = ARGV[3] .. current
     if redis.call('HGET', key, 'status') == 'queued' then
-      -- The waiting sync has not started: it will cover this push too. Show the newest push.
-      redis.call('HSET', key, 'ref', job_fields[2 * 5], 'before', job_fields[2 * 6],
-                 'after', job_fields[2 * 7])
+      -- The waiting sync has not started: it will cover this push too. Show the newest push
+      -- (a reconcile, which has no ref, leaves the job as it is).
+      if job_fields[2 * 5] ~= '' then
+        redis.call('HSET', key, 'ref', job_fields[2 * 5], 'before', job_fields[2 * 6],
+                   'after', job_fields[2 * 7])
+      end
       redis.call('HINCRBY', key, 'pushes', 1)
       table.insert(result, current)
       joined = true
@@ -136,25 +140,28 @@ class Enqueuer:
 
     def enqueue(self, source: str, repo: str, delivery: str, matches: list[Match],
                 targets: dict[str, TargetBase], trigger: str = "push") -> Receipt:
-        """Store one job per match (or join a waiting one) atomically, keyed by ``delivery``."""
+        """Store one job per match (or join a waiting one) atomically, keyed by ``delivery``.
+
+        A reconcile passes a delivery key of its own (one per period) and records no delivery.
+        """
         args: list[Any] = [self.retention, f"{now().timestamp():.6f}", store.job_key(""),
                            Job.redis_job_namespace_prefix, metrics.field(source=source, outcome="accepted"),
                            metrics.field(source=source, outcome="duplicate")]
         created_at = store.now_iso()
         for match in matches:
             job_id = uuid.uuid4().hex
-            refs = match.route.ref_filter
-            lane = _lane(match.target, refs)
+            lane = _lane(match.target, match.refs)
             waiting = store.waiting_key(lane)
+            update = match.update or RefUpdate("", "", "")
             fields = store.encode({
                 "id": job_id, "status": "queued", "source": source, "repo": repo,
-                "ref": match.update.ref, "before": match.update.before, "after": match.update.after,
-                "delivery": delivery, "target": match.target, "provider": targets[match.target].provider,
-                "attempts": 0, "created_at": created_at, "trigger": trigger, "refs": refs,
-                "lane": lane, "pushes": 1,
+                "ref": update.ref, "before": update.before, "after": update.after,
+                "delivery": delivery if trigger == "push" else None, "target": match.target,
+                "provider": targets[match.target].provider, "attempts": 0, "created_at": created_at,
+                "trigger": trigger, "refs": match.refs, "lane": lane, "pushes": 1,
             })
             job_fields = [item for name in _JOB_FIELD_ORDER for item in (name, fields[name])]
-            rq_fields = self._rq_fields(job_id, f"sync {match.target} for {repo} {match.update.ref}",
+            rq_fields = self._rq_fields(job_id, f"{trigger} sync of {match.target} {repo} {update.ref}".strip(),
                                         targets[match.target].request_timeout)
             args += [waiting, job_id, len(job_fields), *job_fields, len(rq_fields), *rq_fields]
         keys = [store.delivery_key(delivery), store.INDEX_KEY, self.queue.key, Queue.redis_queues_keys,

@@ -11,11 +11,14 @@ from bridge.globs import matches
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """One target a push must sync, with the route that chose it and the ref that matched."""
+    """One target to sync: the ref filter of the route that chose it and the ref that matched.
+
+    A reconcile sync has no push behind it: no ref, and no filter (it syncs everything).
+    """
 
     target: str
-    route: Route
-    update: RefUpdate
+    refs: dict[str, list[str] | None] | None
+    update: RefUpdate | None
 
 
 def route_push(config: Config, source: str, push: Push) -> list[Match]:
@@ -25,7 +28,7 @@ def route_push(config: Config, source: str, push: Push) -> list[Match]:
     A branch is filtered by ``branches``, a tag by ``tags``; an omitted list takes every ref of
     its kind and an empty list none. Other refs (notes, pull refs) only reach unfiltered routes.
     """
-    chosen: dict[str, Match] = {}
+    chosen: dict[str, tuple[Route, Match]] = {}
     for update in push.updates:
         for route in config.routes:
             if route.source != source or not matches([route.repo], push.repo, ignore_case=True):
@@ -33,9 +36,9 @@ def route_push(config: Config, source: str, push: Push) -> list[Match]:
             if not _ref_allowed(route, update):
                 continue
             for target in route.targets:
-                if target not in chosen or chosen[target].route is route:
-                    chosen[target] = Match(target, route, update)
-    return list(chosen.values())
+                if target not in chosen or chosen[target][0] is route:
+                    chosen[target] = (route, Match(target, route.ref_filter, update))
+    return [match for _, match in chosen.values()]
 
 
 def _ref_allowed(route: Route, update: RefUpdate) -> bool:

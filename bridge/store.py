@@ -89,6 +89,9 @@ def waiting_key(lane: str) -> str:
 
 INDEX_KEY = f"{PREFIX}:jobs"
 LAST_SUCCESS_KEY = f"{PREFIX}:last_success"
+SWEEPS_KEY = f"{PREFIX}:sweeps"  # source -> the last sweep's report (JSON)
+NEXT_SWEEP_KEY = f"{PREFIX}:sweep:next"  # source -> epoch of the next sweep
+NEXT_RECONCILE_KEY = f"{PREFIX}:reconcile:next"  # target -> epoch of the next reconcile sync
 
 
 def encode(fields: dict[str, Any]) -> dict[str, str]:
@@ -199,3 +202,32 @@ class Store:
     def last_successes(self) -> dict[str, dict[str, str]]:
         """Per target, the newest completed job and when it finished."""
         return {name.decode(): json.loads(value) for name, value in self.redis.hgetall(LAST_SUCCESS_KEY).items()}
+
+    def lane_waiting(self, target: str) -> bool:
+        """Whether any job for ``target`` waits in the queue (in any of its lanes)."""
+        return any(True for _ in self.redis.scan_iter(match=waiting_key(f"{target}:*"), count=100))
+
+    def schedule(self, key: str, name: str, when: float) -> None:
+        """Note when the periodic task ``name`` (a source's sweep, a target's reconcile) runs next."""
+        self.redis.hset(key, name, f"{when:.3f}")
+
+    def schedules(self, key: str) -> dict[str, float]:
+        return {name.decode(): float(value) for name, value in self.redis.hgetall(key).items()}
+
+    def save_sweep(self, source: str, report: dict[str, Any]) -> None:
+        self.redis.hset(SWEEPS_KEY, source, json.dumps(report))
+
+    def sweeps(self) -> dict[str, dict[str, Any]]:
+        """Per source, the last redelivery sweep's report."""
+        return {name.decode(): json.loads(value) for name, value in self.redis.hgetall(SWEEPS_KEY).items()}
+
+    def claim_redelivery(self, delivery: str, ttl: float) -> bool:
+        """True the first time a delivery is claimed for redelivery (at most once per delivery)."""
+        return bool(self.redis.set(f"{PREFIX}:redelivered:{delivery}", "1", nx=True, ex=int(ttl)))
+
+    def lock(self, name: str, ttl: float) -> bool:
+        """A best-effort cluster-wide lock: one sweep at a time across all workers."""
+        return bool(self.redis.set(f"{PREFIX}:lock:{name}", "1", nx=True, ex=int(ttl)))
+
+    def unlock(self, name: str) -> None:
+        self.redis.delete(f"{PREFIX}:lock:{name}")

@@ -21,6 +21,7 @@ from rq.worker_pool import WorkerPool
 from bridge.connection import connect
 from bridge.queueing import NOTIFY_QUEUE_NAME, QUEUE_NAME
 from workers.context import context
+from workers.periodic import ensure_tick
 
 WORKER_TTL = 30  # an idle worker blocks on the queue for TTL - 15 s, and runs maintenance between waits
 MAINTENANCE_INTERVAL = 15
@@ -44,6 +45,7 @@ def run(burst: bool = False, processes: int = 1, redis_url: str | None = None) -
     import workers.jobs  # noqa: F401  (imported now, not on the first push: keeps its latency low)
 
     redis = connect(redis_url, blocking=True)
+    ensure_tick(redis)
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     if processes <= 1:
         worker = SyncWorker([Queue(name, connection=redis) for name in QUEUES], connection=redis)

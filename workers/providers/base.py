@@ -27,8 +27,8 @@ USER_AGENT = "syncbridge/0.1 (+https://github.com/syncbridge/syncbridge)"
 class Remote:
     """The provider's operation as last seen: its id, its own status word, and what it means.
 
-    ``retry_after`` is the provider asking to be polled no sooner than that many seconds from
-    now (Azure DevOps' ``Retry-After`` on a 200); it is advice for the next poll, not stored.
+    ``retry_after``: poll again no sooner than that many seconds from now (Azure DevOps'
+    ``Retry-After`` on a 200, GitLab's minimum pull interval); advice for the next poll, not stored.
     """
 
     id: str | None

@@ -8,7 +8,7 @@ GitLab starts no pull while one runs, nor within its minimum interval (the targe
 ``pull_interval``, 5 min by default) after the last one started, and still answers 200. The poll
 notices: GitLab is idle, nothing started since we asked, and the last pull either started within
 the interval before we asked or was still running then. If that last pull finished and started
-after the push reached the bridge (the job's ``created_at``), it brought the push in: the job
+after the push reached the bridge, it brought the push in: the job
 completes and ``remote.skipped`` says so. Otherwise the push is not mirrored yet, and DESIGN.md
 promises a sync that began after it: the job waits (``Remote.retry_after``) until the interval
 has passed and asks again, ``remote.skipped`` saying why. It never waits on a pull that will not
@@ -55,15 +55,16 @@ def poll(target: GitlabMirrorTarget, job: dict[str, Any], remote: Remote, http: 
     why = None if started is None or status in _BUSY else _skip_reason(started, ended, asked, target.pull_interval)
     if started is None or why is None:  # GitLab has not picked the request up yet
         return Remote(id=None, status=status, details=details)
-    pushed = parse_time(job["created_at"])
+    pushed = _last_push(job)
     if status == "finished" and pushed is not None and started >= pushed:
         details["skipped"] = (f"GitLab skipped this pull ({why}); the pull that started at {iso(started)}, "
                               "after the push, brought it in")
         return Remote(id=None, status=status, state="completed", details=details)
     now = datetime.now(UTC)
     again = max(now, started + timedelta(seconds=target.pull_interval))
-    details["skipped"] = (f"GitLab skipped this pull ({why}); the last pull started at {iso(started)}, "
-                          f"before the push: asking again at {iso(again)}")
+    missed = "before the push" if status == "finished" else f"and {status}"
+    details["skipped"] = (f"GitLab skipped this pull ({why}); the last pull started at {iso(started)} {missed}: "
+                          f"asking again at {iso(again)}")
     details["pull_again_at"] = iso(again)
     return Remote(id=None, status=status, details=details, retry_after=(again - now).total_seconds())
 
@@ -75,6 +76,15 @@ def _skip_reason(started: datetime, ended: datetime | None, asked: datetime, pul
     if (asked - started).total_seconds() < pull_interval:
         return "within GitLab's minimum pull interval"
     return None
+
+
+def _last_push(job: dict[str, Any]) -> datetime | None:
+    """When the newest push of the job reached the bridge, or a later moment.
+
+    A push that joined the queued job (DESIGN.md, coalescing) left no time of its own, but every
+    push joined before the job started.
+    """
+    return parse_time(job["created_at"] if int(job.get("pushes") or 1) == 1 else job.get("started_at"))
 
 
 def check(target: GitlabMirrorTarget, http: Http) -> None:
