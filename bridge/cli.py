@@ -19,6 +19,7 @@ COMMANDS = {
     "jobs": "bridge.commands.jobs:jobs",
     "retry": "bridge.commands.retry:retry",
     "sandbox": "bridge.commands.sandbox:sandbox",
+    "sweep": "workers.commands:sweep",
 }
 
 

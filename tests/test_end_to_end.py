@@ -46,10 +46,11 @@ def stop(process: subprocess.Popen[Any]) -> None:
 
 
 @contextmanager
-def running_bridge(config: Path, redis_url: str, processes: int = 2) -> Iterator[str]:
+def running_bridge(config: Path, redis_url: str, processes: int = 2, port: int | None = None,
+                   **env_extra: str) -> Iterator[str]:
     """gunicorn (one process) and ``processes`` workers as real processes; yields the web URL."""
-    env = environ_for(redis_url, config, SYNCBRIDGE_LOG_LEVEL="WARNING")
-    port = free_port()
+    env = environ_for(redis_url, config, SYNCBRIDGE_LOG_LEVEL="WARNING", **env_extra)
+    port = port or free_port()
     web = subprocess.Popen([sys.executable, "-m", "bridge", "web", "--host", "127.0.0.1", "--port", str(port),
                             "--workers", "1"], env=env)
     worker = subprocess.Popen([sys.executable, "-m", "bridge", "worker", "--processes", str(processes)], env=env)

@@ -63,3 +63,33 @@ def _check_online(config: config_module.Config) -> bool:
         else:
             click.echo(f"{name} ({target.provider}): OK")
     return healthy
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="only report what is missing; redeliver nothing")
+def sweep(dry_run: bool) -> None:
+    """One redelivery sweep of every source with an `api:` block: print what it found and did."""
+    from bridge.connection import connect
+    from bridge.store import Store
+    from workers.context import context
+    from workers.sweep import sweep_all
+
+    try:
+        config = context().config
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not any(source.api for source in config.sources.values()):
+        raise click.ClickException("no source has an `api:` block; nothing to sweep")
+    reports = sweep_all(config, Store(connect(), config.retention), dry_run=dry_run)
+    if not reports:
+        raise click.ClickException("another sweep is running; try again in a minute")
+    for report in reports:
+        verb = "would redeliver" if dry_run else "redelivered"
+        click.echo(f"{report.source}: {report.listed} deliveries listed, {report.found} missed, "
+                   f"{verb} {report.found if dry_run else report.redelivered}, {report.failed} failed")
+        for guid in report.missed:
+            click.echo(f"  missed: {guid}")
+        for error in report.errors:
+            click.echo(f"  error: {error}")
+    if any(report.errors for report in reports):
+        sys.exit(1)

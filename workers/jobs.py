@@ -28,7 +28,7 @@ from workers.providers.base import Permanent, Remote, Transient
 
 log = logging.getLogger("syncbridge.worker")
 # RQ counts returned Retry objects against ``max``; the job bounds itself by time and retries.
-UNBOUNDED = 1_000_000
+UNBOUNDED = 10**9  # RQ counts returned Retry objects against max; ours are bounded by time instead
 POLL_INTERVALS = (1, 1, 2, 3, 5, 8, 10, 15)
 BACKOFF_BASE, BACKOFF_CAP = 2.0, 300.0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 
 from redis import Redis
@@ -24,12 +25,12 @@ from bridge.queueing import QUEUE_NAME, Enqueuer
 from bridge.routing import Match
 from bridge.store import NEXT_RECONCILE_KEY, NEXT_SWEEP_KEY, Store
 from workers.context import context
+from workers.jobs import UNBOUNDED
 from workers.sweep import sweep_all
 
 log = logging.getLogger("syncbridge.periodic")
 TICK_ID = "syncbridge-tick"
-TICK = 15
-UNBOUNDED = 1_000_000
+TICK = int(os.environ.get("SYNCBRIDGE_TICK_SECONDS", 15))  # the resolution of sweeps and reconciles
 
 
 def ensure_tick(redis: Redis) -> None:
