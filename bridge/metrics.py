@@ -18,7 +18,7 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import RedisError
 
-from bridge.store import PREFIX
+from bridge.store import NEXT_RECONCILE_KEY, PREFIX, SWEEPS_KEY
 
 log = logging.getLogger("syncbridge.metrics")
 BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, float("inf"))
@@ -95,6 +95,24 @@ class RedisCollector(Collector):
             depth.add_metric([queue, "scheduled"], scheduled)
             depth.add_metric([queue, "started"], started)
         yield depth
+        yield from self._periodic()
+
+    def _periodic(self) -> Iterator[Metric]:
+        """The last redelivery sweep per source, and when each target's next reconcile is due."""
+        sweep = GaugeMetricFamily("syncbridge_sweep_last", "The last redelivery sweep's counts, by source",
+                                  labels=["source", "count"])
+        swept_at = GaugeMetricFamily("syncbridge_sweep_last_timestamp_seconds", "When the last sweep ran",
+                                     labels=["source"])
+        for source, report in self.redis.hgetall(SWEEPS_KEY).items():
+            values = json.loads(report)
+            for count in ("listed", "found", "redelivered", "failed"):
+                sweep.add_metric([source.decode(), count], values[count])
+            swept_at.add_metric([source.decode()], values["at"])
+        reconcile = GaugeMetricFamily("syncbridge_reconcile_next_timestamp_seconds",
+                                      "When each target's next reconcile sync is due", labels=["target"])
+        for target, when in self.redis.hgetall(NEXT_RECONCILE_KEY).items():
+            reconcile.add_metric([target.decode()], float(when))
+        yield from (sweep, swept_at, reconcile)
 
     def _histogram(self, name: str, doc: str, labels: tuple[str, ...]) -> Metric:
         family = HistogramMetricFamily(f"syncbridge_{name}", doc, labels=list(labels))

@@ -178,3 +178,22 @@ def test_a_reconcile_never_doubles_a_waiting_sync(write_config, redis: Redis, sa
     drive(redis)
     record = client.get(f"/jobs/{job_id}").get_json()
     assert record["status"] == "completed" and record["trigger"] == "reconcile" and record["ref"] is None
+
+
+def test_dashboard_and_metrics_show_the_last_sweep_and_next_reconcile(write_config, redis: Redis,
+                                                                      sandbox: Any) -> None:
+    from bridge.app import create_app
+    from bridge.store import NEXT_RECONCILE_KEY
+    from tests.conftest import mesa_config
+
+    config = write_config(mesa_config(sandbox.url, reconcile_every="6h"))
+    store = Store(redis, config.retention)
+    store.save_sweep("github", {"source": "github", "at": 1_800_000_000.0, "listed": 40, "found": 3,
+                                "redelivered": 2, "failed": 1, "dry_run": False, "errors": [], "missed": []})
+    store.schedule(NEXT_RECONCILE_KEY, "widgets-mesa", 1_800_021_600.0)
+    client = create_app(config, redis).test_client()
+    html = client.get("/").get_data(as_text=True)
+    assert "3 missed, 2 redelivered, 1 failed" in html and "next reconcile: 2027-01-15T14:00:00Z" in html
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'syncbridge_sweep_last{count="redelivered",source="github"} 2.0' in metrics
+    assert 'syncbridge_reconcile_next_timestamp_seconds{target="widgets-mesa"} 1.8000216e+09' in metrics

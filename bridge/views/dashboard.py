@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, jsonify, render_template, request
 
 from bridge.app import current
 from bridge.config import JOB_STATES
-from bridge.store import public
+from bridge.store import NEXT_RECONCILE_KEY, public
 from bridge.views.jobs import require_token
 
 bp = Blueprint("dashboard", __name__)
@@ -27,9 +28,16 @@ def state() -> dict[str, Any]:
                                target=request.args.get("target") or None,
                                repo=request.args.get("repo") or None, limit=100)
     successes = bridge.store.last_successes()
-    targets = [{"name": name, "provider": target.provider, "last_success": successes.get(name)}
+    reconciles = bridge.store.schedules(NEXT_RECONCILE_KEY)
+    targets = [{"name": name, "provider": target.provider, "last_success": successes.get(name),
+                "next_reconcile": _iso(reconciles.get(name)) if target.reconcile_every else None}
                for name, target in bridge.config.targets.items()]
-    return {"jobs": [public(job) for job in jobs], "targets": targets}
+    sweeps = [{**report, "at": _iso(report["at"])} for report in bridge.store.sweeps().values()]
+    return {"jobs": [public(job) for job in jobs], "targets": targets, "sweeps": sweeps}
+
+
+def _iso(epoch: float | None) -> str | None:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if epoch else None
 
 
 @bp.get("/")
