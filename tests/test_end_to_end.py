@@ -121,7 +121,10 @@ def test_syncbridge_run_demo_and_send_test(tmp_path: Path) -> None:
         sent = subprocess.run([sys.executable, "-m", "bridge", "send-test", "--source", "github", "--wait", "30"],
                               env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert sent.returncode == 0, sent.stdout + sent.stderr
-        assert "-> 202" in sent.stdout and '"status": "completed"' in sent.stdout
+        assert "-> 202" in sent.stdout and "done: 7 completed, 0 failed" in sent.stdout, sent.stdout
+        for provider in ("mesa", "google-csr", "bitbucket-dc", "azure-devops", "codearts", "gitlab-mirror",
+                         "gitea-mirror"):
+            assert "completed in" in sent.stdout and f"({provider}: " in sent.stdout
     finally:
         run.send_signal(signal.SIGINT)
         output, _ = run.communicate(timeout=30)

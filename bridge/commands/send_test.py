@@ -10,6 +10,7 @@ import json
 import secrets
 import sys
 import time
+from datetime import datetime
 from typing import Any
 
 import click
@@ -98,12 +99,25 @@ def _follow(jobs: list[dict[str, Any]], wait_seconds: float) -> bool:
             if job["status"] in TERMINAL:
                 final[job["id"]] = job
         time.sleep(0.25)
-    for job in final.values():
-        click.echo(json.dumps(job, indent=2))
+    if final:
+        outcomes = [job["status"] for job in final.values()]
+        click.echo(f"done: {outcomes.count('completed')} completed, {outcomes.count('failed')} failed")
+    for summary in jobs:
+        job = final.get(summary["id"])
+        if job is not None:
+            remote = (job.get("remote") or {}).get("status")
+            click.echo(f"  {job['target']:<20} {job['status']:<9} in {_seconds(job)}  ({job['provider']}: {remote})"
+                       f"  {summary['url']}" + (f"\n    error: {job['error']}" if job.get("error") else ""))
     if len(final) < len(jobs):
         click.echo(f"still running after {wait_seconds:.0f}s; follow with `syncbridge jobs ID`")
         return False
     return all(job["status"] == "completed" for job in final.values())
+
+
+def _seconds(job: dict[str, Any]) -> str:
+    start, end = job.get("started_at") or job["created_at"], job["finished_at"]
+    parse = lambda stamp: datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # noqa: E731
+    return f"{(parse(end) - parse(start)).total_seconds():.1f} s"
 
 
 def _default_repo(config: config_module.Config, source: str) -> str:
