@@ -170,9 +170,14 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         for url in servers.values():
             sanity(url, {**headers, "X-Hub-Signature-256": signature}, body)
 
-        def one(name: str, label: str, duration: float) -> dict[str, Any]:
+        every: list[dict[str, Any]] = []  # every syncbridge run, warm-up included: all must be stored
+
+        def one(name: str, label: str, duration: float, connections: int | None = None) -> dict[str, Any]:
             result = wrk(servers[name], body_path, signature, f"{run_id}-{name}-{label}", duration,
-                         args.connections, args.wrk_threads, stack.dir, pids[name])
+                         connections or args.connections, args.wrk_threads if connections is None else 1, stack.dir,
+                         pids[name])
+            if name == "syncbridge":
+                every.append(result)
             print(f"  {name:<10} {label:<7} {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
                   f"p99 {result['p99_ms']:7.2f} ms  non-2xx {result['non_2xx']}  socket errors "
                   f"{result['socket_error_count']}  server CPU {result['server_cpu_ms_per_request']:.3f} ms/req "
@@ -186,16 +191,23 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             order = list(servers) if index % 2 == 0 else list(reversed(servers))
             for name in order:
                 runs[name].append(one(name, f"r{index + 1}", args.duration))
+        # Light load: few connections, neither server saturated: latency is service time, not queueing.
+        light: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+        for index in range(args.light_rounds):
+            order = list(reversed(servers)) if index % 2 == 0 else list(servers)
+            for name in order:
+                light[name].append(one(name, f"l{index + 1}", args.duration, args.light_connections))
 
         redis = Redis.from_url(stack.redis_url)
         aof = redis.info("persistence")["aof_enabled"]
-        stored, with_job = stored_deliveries(redis, f"{run_id}-syncbridge-r")
+        stored, with_job = stored_deliveries(redis, f"{run_id}-syncbridge-")
         web_log = stack.log(f"web-{base.rsplit(':', 1)[1]}")
         stack.stop(web)
 
     sb, wh = summarize(runs["syncbridge"]), summarize(runs["webhook"])
-    accepted = sb["ok"]
-    sent = sum(run["sent"] for run in runs["syncbridge"])
+    accepted = sum(run["ok"] for run in every)
+    sent = sum(run["sent"] for run in every)
+    light_summary = {name: summarize(rows) for name, rows in light.items() if rows}
     result = {
         "params": {"duration_s": args.duration, "connections": args.connections, "wrk_threads": args.wrk_threads,
                    "rounds": args.rounds, "web_workers": args.web_workers, "web_threads": args.web_threads,
@@ -209,7 +221,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         "storage": {"aof_enabled": bool(aof), "accepted_2xx": accepted, "delivery_keys": stored,
                     "delivery_keys_with_existing_jobs": with_job, "requests_started": sent,
                     "every_accepted_stored": stored >= accepted and with_job == stored},
-        "runs": runs,
+        "light": {"connections": args.light_connections, **light_summary, **_light_ratios(light_summary)},
+        "runs": runs, "light_runs": light,
         "web_log_errors": [line for line in web_log.splitlines() if " ERROR " in line or "Traceback" in line][:20],
     }
     result["targets"] = {
@@ -223,6 +236,14 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _light_ratios(light: dict[str, dict[str, Any]]) -> dict[str, float]:
+    if not light:
+        return {}
+    sb, wh = light["syncbridge"], light["webhook"]
+    return {"ratio_p99": sb["p99_ms_median"] / wh["p99_ms_median"],
+            "ratio_p50": sb["p50_ms_median"] / wh["p50_ms_median"]}
+
+
 def print_comparison(result: dict[str, Any]) -> None:
     sb, wh, ratio, storage = result["syncbridge"], result["webhook"], result["ratio"], result["storage"]
     print(f"\n{'':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}{'CPU ms/req':>12}")
@@ -234,6 +255,11 @@ def print_comparison(result: dict[str, Any]) -> None:
     print(f"stored: {storage['delivery_keys']} delivery keys for {storage['accepted_2xx']} accepted "
           f"(AOF {'on' if storage['aof_enabled'] else 'OFF'}); all with existing jobs: "
           f"{storage['delivery_keys_with_existing_jobs'] == storage['delivery_keys']}")
+    light = result["light"]
+    if "ratio_p99" in light:
+        print(f"light load ({light['connections']} connections): p50 {light['syncbridge']['p50_ms_median']:.2f} vs "
+              f"{light['webhook']['p50_ms_median']:.2f} ms, p99 {light['syncbridge']['p99_ms_median']:.2f} vs "
+              f"{light['webhook']['p99_ms_median']:.2f} ms (syncbridge vs webhook; p99 ratio {light['ratio_p99']:.2f})")
     for name, met in result["targets"].items():
         print(f"  target {name}: {'met' if met else 'NOT met'}")
 
@@ -277,6 +303,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (max 64)")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds per server, interleaved")
+    parser.add_argument("--light-rounds", type=int, default=1, help="rounds per server at --light-connections")
+    parser.add_argument("--light-connections", type=int, default=2)
     parser.add_argument("--web-workers", type=int, default=2, help="syncbridge web --workers")
     parser.add_argument("--web-threads", type=int, default=4, help="syncbridge web --threads")
     parser.add_argument("--sweep", action="store_true", help="compare gunicorn worker classes, workers, threads")

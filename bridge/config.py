@@ -155,11 +155,8 @@ class GoogleCsrTarget(TargetBase):
     credentials_file: str | None = None
     token: SecretStr | None = None
 
-    @model_validator(mode="after")
-    def _one_credential(self) -> GoogleCsrTarget:
-        if bool(self.credentials_file) == bool(self.token):
-            raise ValueError("give exactly one of credentials_file (service account) or token")
-        return self
+    _one_credential = model_validator(mode="after")(
+        lambda self: _exactly_one(self, "credentials_file (service account)", "token"))
 
 
 class BitbucketDcTarget(TargetBase):
@@ -202,11 +199,7 @@ class CodeartsTarget(TargetBase):
     force_fetch: bool = False
     endpoint_uuid: str | None = None
 
-    @model_validator(mode="after")
-    def _one_credential(self) -> CodeartsTarget:
-        if bool(self.token) == bool(self.iam):
-            raise ValueError("give exactly one of token or iam")
-        return self
+    _one_credential = model_validator(mode="after")(lambda self: _exactly_one(self, "token", "iam"))
 
 
 class GitlabMirrorTarget(TargetBase):
@@ -300,6 +293,13 @@ class Config(Strict):
         found: set[str] = set()
         _collect_secrets(self, found)
         return sorted((value for value in found if len(value) >= 4), key=len, reverse=True)
+
+
+def _exactly_one(model: Any, first: str, second: str) -> Any:
+    """A target must name exactly one of two ways to authenticate (the first word is the field)."""
+    if bool(getattr(model, first.split()[0])) == bool(getattr(model, second.split()[0])):
+        raise ValueError(f"give exactly one of {first} or {second}")
+    return model
 
 
 def _check_glob(glob: str) -> str:
