@@ -26,8 +26,8 @@ import psutil
 import requests
 import yaml
 
-from bridge.commands.send_test import github_push
 from bridge.embedded import EmbeddedRedis, free_port, redis_server_binary
+from bridge.samples import github as github_push
 from bridge.sources.signing import hmac_sha256
 
 HOST = "127.0.0.1"

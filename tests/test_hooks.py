@@ -12,9 +12,9 @@ from redis import Redis
 from rq import Queue
 
 from bridge.app import create_app
-from bridge.commands.send_test import github_push
 from bridge.config import Config
 from bridge.embedded import EmbeddedRedis
+from bridge.samples import github as github_push
 from bridge.sources import github
 from bridge.sources.signing import verify_digest
 from tests.conftest import SECRET, github_headers, mesa_config

@@ -3,9 +3,12 @@ completed sync; every tampered copy gets 401 and no job."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import requests
@@ -20,9 +23,14 @@ FIRST_PUSH = {kind: (name, event, repo, updates) for kind, name, event, repo, up
               and "tag" not in name}
 
 
+class Running(NamedTuple):
+    url: str
+    config: Path
+
+
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis,
-           sandbox_server: Any) -> Iterator[str]:
+           sandbox_server: Any) -> Iterator[Running]:
     sources = "".join(f"\n  {kind}: {{kind: {kind}, secret: \"{SECRET.decode()}\"}}" for kind in HOSTS)
     targets = "".join(f"\n  to-{kind}: {{provider: mesa, base_url: \"{sandbox_server.url}/mesa/v1\", org: acme,"
                       f" repo: widgets, token: {TOKEN}, min_interval: 0}}" for kind in HOSTS)
@@ -30,15 +38,15 @@ def bridge(tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis
     config = tmp_path_factory.mktemp("hosts") / "syncbridge.yml"
     config.write_text(f"sources:{sources}\ntargets:{targets}\nroutes:{routes}\n")
     with running_bridge(Path(config), redis_server.url) as url:
-        yield url
+        yield Running(url, Path(config))
 
 
 @pytest.mark.parametrize("kind", list(HOSTS))
-def test_each_hosts_push_is_synced(bridge: str, kind: str, sandbox_server: Any) -> None:
+def test_each_hosts_push_is_synced(bridge: Running, kind: str, sandbox_server: Any) -> None:
     name, event, repo, updates = FIRST_PUSH[kind]
     body = fixture(kind, name)
     headers = dict(signed(kind, body, event=event, delivery=f"e2e-{kind}").items())
-    response = requests.post(f"{bridge}/hooks/{kind}", data=body, headers=headers, timeout=10)
+    response = requests.post(f"{bridge.url}/hooks/{kind}", data=body, headers=headers, timeout=10)
     assert response.status_code == 202, response.text
     [job] = response.json()["jobs"]
     assert job["target"] == f"to-{kind}"
@@ -46,18 +54,28 @@ def test_each_hosts_push_is_synced(bridge: str, kind: str, sandbox_server: Any) 
     assert record["status"] == "completed", record
     assert (record["source"], record["repo"]) == (kind, repo)
     assert (record["ref"], record["after"]) == (updates[-1][0], updates[-1][2])
-    again = requests.post(f"{bridge}/hooks/{kind}", data=body, headers=headers, timeout=10)
+    again = requests.post(f"{bridge.url}/hooks/{kind}", data=body, headers=headers, timeout=10)
     assert again.status_code == 200 and again.json()["jobs"][0]["id"] == job["id"]
 
 
 @pytest.mark.parametrize("scheme", SCHEMES, ids=[s.kind for s in SCHEMES])
-def test_each_hosts_tampered_push_is_401_and_no_job(bridge: str, scheme: Scheme, sandbox_server: Any) -> None:
+def test_each_hosts_tampered_push_is_401_and_no_job(bridge: Running, scheme: Scheme, sandbox_server: Any) -> None:
     kind = scheme.kind
     body = fixture(kind, PUSH_FIXTURE[kind])
     before = len(sandbox_calls(sandbox_server, "mesa"))
     for name, tamper in sorted(TAMPERINGS.items()):
         headers, sent = tamper(scheme, signed(kind, body, event=EVENTS[kind], delivery=f"tampered-{kind}"), body)
-        response = requests.post(f"{bridge}/hooks/{kind}", data=sent, headers=dict(headers.items()), timeout=10)
+        response = requests.post(f"{bridge.url}/hooks/{kind}", data=sent, headers=dict(headers.items()), timeout=10)
         assert response.status_code == 401, (kind, name, response.text)
-    assert requests.get(f"{bridge}/deliveries/tampered-{kind}", timeout=5).status_code == 404
+    assert requests.get(f"{bridge.url}/deliveries/tampered-{kind}", timeout=5).status_code == 404
     assert len(sandbox_calls(sandbox_server, "mesa")) == before
+
+
+@pytest.mark.parametrize("kind", list(HOSTS))
+def test_send_test_works_for_every_kind_of_source(bridge: Running, kind: str) -> None:
+    env = {**os.environ, "SYNCBRIDGE_CONFIG": str(bridge.config)}
+    repo = "ACME/widgets" if kind == "bitbucket-server" else "acme/widgets"
+    result = subprocess.run([sys.executable, "-m", "bridge", "send-test", "--source", kind, "--repo", repo,
+                             "--url", bridge.url, "--wait", "30"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "-> 202" in result.stdout and "done: 1 completed, 0 failed" in result.stdout

@@ -730,3 +730,18 @@ def test_bitbucket_push_without_changes_is_bad_payload(kind: str) -> None:
     body = json.dumps(payload).encode()
     with pytest.raises(BadPayload, match="changes"):
         HOSTS[kind].module.parse(signed(kind, body, event=EVENTS[kind]), body)
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTS))
+@pytest.mark.parametrize("ref", ["refs/heads/main", "refs/tags/v1.0"])
+def test_send_test_samples_verify_and_parse_as_their_host(kind: str, ref: str) -> None:
+    """`syncbridge send-test` builds pushes that each host module accepts as its own."""
+    from bridge.samples import signed_push
+
+    repo = "ACME/widgets" if kind == "bitbucket-server" else "acme/widgets"
+    headers, body = signed_push(kind, repo, ref, A, B, SECRET)
+    module = HOSTS[kind].module
+    module.verify(Headers(headers), body, [SECRET])
+    event = module.parse(Headers(headers), body)
+    assert isinstance(event, Push) and event.repo == repo and event.delivery
+    assert [(u.ref, u.before, u.after) for u in event.updates] == [(ref, A, B)]

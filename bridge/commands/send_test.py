@@ -21,26 +21,9 @@ from bridge.commands.jobs import api_headers, bridge_url_option
 from bridge.commands.run import demo_mode
 from bridge.config import ConfigError
 from bridge.globs import compile_glob
-from bridge.sources.signing import hmac_sha256
+from bridge.samples import signed_push
 
 TERMINAL = ("completed", "failed")
-
-
-def github_push(repo: str, ref: str, before: str, after: str) -> tuple[dict[str, str], dict[str, Any]]:
-    """Headers and body of a push in GitHub's shape (the fields syncbridge and most tools read)."""
-    owner, _, name = repo.partition("/")
-    body = {
-        "ref": ref, "before": before, "after": after, "created": False, "deleted": False, "forced": False,
-        "base_ref": None, "compare": f"https://github.com/{repo}/compare/{before[:12]}...{after[:12]}",
-        "commits": [{"id": after, "message": "syncbridge send-test", "distinct": True}],
-        "head_commit": {"id": after, "message": "syncbridge send-test"},
-        "repository": {"id": 1, "name": name, "full_name": repo, "owner": {"login": owner, "name": owner}},
-        "pusher": {"name": "syncbridge", "email": "send-test@syncbridge.invalid"},
-        "sender": {"login": "syncbridge"},
-    }
-    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": secrets.token_hex(16),
-               "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/syncbridge-send-test"}
-    return headers, body
 
 
 @click.command("send-test")
@@ -60,18 +43,15 @@ def send_test(source_name: str, repo: str | None, ref: str, url: str, wait_secon
     source = config.sources.get(source_name)
     if source is None:
         raise click.ClickException(f"no source {source_name!r} in {path} (sources: {', '.join(config.sources)})")
-    if source.kind != "github":
-        raise click.ClickException(f"send-test signs GitHub pushes; {source_name!r} is a {source.kind} source")
     repo = repo or _default_repo(config, source_name)
-    headers, body = github_push(repo, ref, "0" * 40, secrets.token_hex(20))
-    raw = json.dumps(body).encode()
-    headers["X-Hub-Signature-256"] = "sha256=" + hmac_sha256(source.secret_list()[0], raw).hex()
+    after = secrets.token_hex(20)
+    headers, raw = signed_push(source.kind, repo, ref, "0" * 40, after, source.secret_list()[0])
     endpoint = f"{url.rstrip('/')}/hooks/{source_name}"
     try:
         response = requests.post(endpoint, data=raw, headers=headers, timeout=10)
     except requests.RequestException as exc:
         raise click.ClickException(f"cannot reach {endpoint}: {exc}") from None
-    click.echo(f"POST {endpoint} ({repo} {ref} {body['after'][:7]}) -> {response.status_code}")
+    click.echo(f"POST {endpoint} ({source.kind}: {repo} {ref} {after[:7]}) -> {response.status_code}")
     answer = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
     click.echo(json.dumps(answer, indent=2))
     if response.status_code != 202:
