@@ -7,6 +7,8 @@ and stops every process it started when it ends, even on Ctrl-C.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -27,8 +29,6 @@ import requests
 import yaml
 
 from bridge.embedded import EmbeddedRedis, free_port, redis_server_binary
-from bridge.samples import github as github_push
-from bridge.sources.signing import hmac_sha256
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,13 +42,26 @@ ORG = "acme"
 # --- payloads and configs ----------------------------------------------------------------------
 
 
+def github_push(repo: str, ref: str, before: str, after: str) -> dict[str, Any]:
+    """A push body in GitHub's shape (the fields syncbridge and most webhook tools read), about 700 bytes."""
+    owner, _, name = repo.partition("/")
+    return {
+        "ref": ref, "before": before, "after": after, "created": False, "deleted": False, "forced": False,
+        "base_ref": None, "compare": f"https://github.com/{repo}/compare/{before[:12]}...{after[:12]}",
+        "commits": [{"id": after, "message": "syncbridge bench", "distinct": True}],
+        "head_commit": {"id": after, "message": "syncbridge bench"},
+        "repository": {"id": 1, "name": name, "full_name": repo, "owner": {"login": owner, "name": owner}},
+        "pusher": {"name": "syncbridge", "email": "bench@syncbridge.invalid"},
+        "sender": {"login": "syncbridge"},
+    }
+
+
 def signed_push(repo: str, ref: str = "refs/heads/main", delivery: str | None = None) -> tuple[dict[str, str], bytes]:
-    """Headers and raw body of a GitHub push to ``repo``, signed with :data:`SECRET`."""
-    headers, body = github_push(repo, ref, "0" * 40, os.urandom(20).hex())
-    raw = json.dumps(body).encode()
-    headers["X-Hub-Signature-256"] = "sha256=" + hmac_sha256(SECRET.encode(), raw).hex()
-    if delivery is not None:
-        headers["X-GitHub-Delivery"] = delivery
+    """Headers and raw body of a GitHub push to ``repo``, signed with :data:`SECRET` (X-Hub-Signature-256)."""
+    raw = json.dumps(github_push(repo, ref, "0" * 40, os.urandom(20).hex())).encode()
+    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": delivery or os.urandom(16).hex(),
+               "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/syncbridge-bench",
+               "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()}
     return headers, raw
 
 
@@ -95,6 +108,8 @@ class Stack:
         self.config_path = self.dir / "syncbridge.yml"
 
     def __enter__(self) -> Stack:
+        # SIGTERM (a timeout, a CI runner) unwinds like Ctrl-C, so every child is stopped, none orphaned.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         self.redis_server.start()
         return self
 
@@ -175,16 +190,20 @@ class Stack:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def rss_bytes(pid: int, children: bool = True) -> dict[str, int]:
-    """Resident set size of a process and (optionally) each of its children, by pid."""
+def rss_bytes(pid: int, children: bool = True, unique: bool = False) -> dict[str, int]:
+    """Resident set size of a process and (optionally) each of its children, by pid.
+
+    ``unique`` gives USS instead (memory only that process holds): forked workers share pages
+    with their parent, so summing RSS over a process tree counts the shared pages several times.
+    """
     process = psutil.Process(pid)
-    out = {f"{process.name()}:{pid}": process.memory_info().rss}
-    if children:
-        for child in process.children(recursive=True):
-            try:
-                out[f"{child.name()}:{child.pid}"] = child.memory_info().rss
-            except psutil.NoSuchProcess:
-                continue
+    members = [process, *(process.children(recursive=True) if children else [])]
+    out = {}
+    for member in members:
+        try:
+            out[f"{member.name()}:{member.pid}"] = member.memory_full_info().uss if unique else member.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
     return out
 
 

@@ -118,6 +118,8 @@ def main() -> None:
                       f"mem-{uuid.uuid4().hex[:6]}", args.load_seconds, 32, 2, stack.dir)
             load = {"requests": run["requests"], "rps": run["rps"]}
         web_after_load = rss_bytes(web.pid)
+        uss = {"web_after_load": rss_bytes(web.pid, unique=True),
+               "worker_after_jobs": rss_bytes(worker.pid, unique=True)}
         aof = redis.info("persistence")
 
     result = {
@@ -127,6 +129,8 @@ def main() -> None:
         "rss_mib_total": {"web_idle": summed(web_idle) / MIB, "web_after_load": summed(web_after_load) / MIB,
                           "worker_started": summed(worker_start) / MIB,
                           "worker_after_jobs": summed(worker_after) / MIB},
+        "uss_bytes": uss,
+        "uss_mib_total": {name: summed(values) / MIB for name, values in uss.items()},
         "load": load,
         "redis": {"used_memory_before": before, "used_memory_queued": queued, "used_memory_completed": completed,
                   "bytes_per_queued_job": (queued - before) / args.jobs,
@@ -142,6 +146,8 @@ def main() -> None:
     print(f"RSS web (master + workers): idle {mib['web_idle']:.1f} MiB, after load {mib['web_after_load']:.1f} MiB; "
           f"worker (pool + workers + scheduler): started {mib['worker_started']:.1f} MiB, "
           f"after {args.jobs} jobs {mib['worker_after_jobs']:.1f} MiB")
+    print(f"USS (not counting pages shared with the parent): web {result['uss_mib_total']['web_after_load']:.1f} MiB, "
+          f"worker {result['uss_mib_total']['worker_after_jobs']:.1f} MiB")
     for name, value in web_after_load.items():
         print(f"  web  {name:<24} {value / MIB:6.1f} MiB")
     for name, value in worker_after.items():

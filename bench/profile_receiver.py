@@ -2,7 +2,8 @@
 
 1. ``syncbridge web`` (production options) on an embedded Redis with AOF on; wrk sends signed
    pushes with distinct delivery ids for ``--duration`` seconds while ``py-spy record`` samples
-   every gunicorn process (``--subprocesses``, idle threads excluded). The folded stacks are
+   every gunicorn process (``--subprocesses``), counting only the thread that holds the GIL
+   (``--gil``: where CPU goes, not where threads wait). The folded stacks are
    kept in ``bench/results/profile/receiver.folded`` (feed them to any flame graph tool) and
    summarised by the frames syncbridge cares about: inclusive share of the samples.
 2. Round trips: ``--pushes`` sequential pushes under Redis ``MONITOR``; every command a client
@@ -42,10 +43,13 @@ FRAMES = [
     ("  route_push", r"route_push \(bridge/routing\.py"),
     ("  Enqueuer.enqueue (all)", r"enqueue \(bridge/queueing\.py"),
     ("    RQ Job.create + to_dict (_rq_fields)", r"_rq_fields \(bridge/queueing\.py"),
-    ("    Lua script call (redis-py, incl. wait)", r"__call__ \(redis/commands/core\.py"),
+    ("    Lua script call (redis-py: pack, send, parse)", r"__call__ \(redis/commands/core\.py"),
+    ("      redis-py argument packing", r"pack \(redis/connection\.py"),
     ("    uuid4", r"uuid4 \(uuid\.py"),
     ("  jsonify response", r"jsonify \(flask/json/__init__\.py"),
     ("  url_for (job urls)", r"url_for \(flask/helpers\.py"),
+    ("  lane / coalesce key (json + sha1)", r"_lane \(bridge/queueing\.py|_coalesce_key \(bridge/queueing\.py"),
+    ("  metrics", r"\(bridge/metrics\.py"),
     ("  logging (log.info + handler)", r"(info|warning) \(logging/__init__\.py"),
     ("request.get_data", r"get_data \(werkzeug/wrappers/request\.py"),
     ("ProxyFix", r"__call__ \(werkzeug/middleware/proxy_fix\.py"),
@@ -81,7 +85,7 @@ def profile(stack: Stack, base: str, master_pid: int, args: argparse.Namespace) 
     folded = out_dir / "receiver.folded"
     py_spy = shutil.which("py-spy") or str(BIN / "py-spy")
     spy = subprocess.Popen([py_spy, "record", "--pid", str(master_pid), "--subprocesses", "--format", "raw",
-                            "--rate", str(args.rate), "--duration", str(int(args.duration) + 1),
+                            "--rate", str(args.rate), "--duration", str(int(args.duration) + 1), "--gil",
                             "--output", str(folded), "--nonblocking"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)
@@ -95,7 +99,7 @@ def profile(stack: Stack, base: str, master_pid: int, args: argparse.Namespace) 
         raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
     total, rows, leaves = fold_summary(folded)
     print(f"\nwrk during the profile: {load['rps']:.0f} req/s, p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms"
-          f"\npy-spy: {total} samples of busy threads ({folded.relative_to(RESULTS.parent.parent)})")
+          f"\npy-spy: {total} samples of GIL-holding threads ({folded.relative_to(RESULTS.parent.parent)})")
     for row in rows:
         print(f"  {row['share']:6.1%}  {row['frame']}")
     print("top self time:")

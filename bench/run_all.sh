@@ -27,3 +27,5 @@ for name in "${selected[@]}"; do
     *) echo "unknown benchmark $name (one of: ${all[*]})" >&2; exit 2 ;;
   esac
 done
+echo "=== summary (bench/results/*.json)"
+"$PY" -m bench.report

@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -289,9 +290,16 @@ class Config(Strict):
         return self
 
     def secret_values(self) -> list[str]:
-        """Every secret in the config (webhook secrets, tokens, passwords), longest first."""
+        """Every secret in the config (webhook secrets, tokens, passwords), longest first.
+
+        A chat webhook URL is a credential in itself (its path or query carries the key), so
+        each notify URL, its path and its query count as secrets too.
+        """
         found: set[str] = set()
         _collect_secrets(self, found)
+        for rule in self.notify:
+            url = urlsplit(str(rule.url))
+            found.update(part for part in (str(rule.url), url.path, url.query) if part.strip("/"))
         return sorted((value for value in found if len(value) >= 4), key=len, reverse=True)
 
 
@@ -340,12 +348,19 @@ def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None 
         raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)
     except OSError as exc:
         raise ConfigError([f"{file}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{file}: not UTF-8 text: byte {exc.start} is {exc.object[exc.start]:#04x}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{file}: not valid YAML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{file}: not valid YAML: nested too deeply"]) from None
     if not isinstance(raw, dict):
         raise ConfigError([f"{file}: the top level must be a mapping with sources, targets and routes"])
     problems: list[str] = []
-    data = _interpolate(raw, env, (), problems)
+    try:
+        data = _interpolate(raw, env, (), problems)
+    except RecursionError:  # very deep, or an anchor used inside itself (&a [*a]): a structure without end
+        raise ConfigError([f"{file}: nested too deeply, or an alias (*name) inside the node it names"]) from None
     try:
         config = Config.model_validate({**data, "path": str(file)})
     except ValidationError as exc:

@@ -182,7 +182,7 @@ class Enqueuer:
     def _rq_fields(self, job_id: str, description: str, request_timeout: float) -> list[Any]:
         """RQ's own job hash for ``job_id``, flattened for HSET, exactly as RQ would save it."""
         job = Job.create(SYNC_FUNCTION, args=[job_id], id=job_id, connection=self.redis,
-                         status=JobStatus.QUEUED, timeout=int(request_timeout) + EXECUTION_MARGIN, result_ttl=3600,
+                         status=JobStatus.QUEUED, timeout=int(request_timeout) + EXECUTION_MARGIN, result_ttl=0,
                          failure_ttl=self.retention, retry=ABANDONED_RETRIES, description=description,
                          on_failure=Callback(FAILURE_CALLBACK))
         job.origin = QUEUE_NAME

@@ -49,6 +49,9 @@ def sync(job_id: str) -> Retry | None:
             return Retry(max=UNBOUNDED, interval=[max(1, math.ceil(wait))])
         job = store.get(job_id) or job
         notify.announce(store.redis, job)
+    elif _elapsed(job) > target.timeout:  # e.g. every execution so far died with its worker
+        return _end(store, job_id, "failed", f"gave up after {int(target.timeout)}s: the sync never ended "
+                    f"(last error: {job.get('last_error') or 'none'})")
     provider = PROVIDERS[target.provider]
     http = ctx.http(job["target"])
     try:

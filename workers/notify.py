@@ -11,6 +11,7 @@ import logging
 import os
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import apprise
 import requests
@@ -57,7 +58,7 @@ def send(snapshot: dict[str, Any], index: int) -> None:
             response = requests.post(url, json=snapshot, timeout=10,
                                      headers={"User-Agent": "syncbridge", "X-Syncbridge-Event": "job"})
             if response.status_code >= 300:
-                raise NotificationFailed(f"{ctx.redact(url)} answered {response.status_code}")
+                raise NotificationFailed(f"{urlsplit(url).hostname} answered {response.status_code}")
     except (NotificationFailed, requests.RequestException) as exc:
         metrics.count_best_effort(_redis(), "notifications", outcome="failed")
         log.warning("notification %d for job %s failed: %s", index, snapshot["id"], ctx.redact(str(exc)))
