@@ -175,6 +175,8 @@ def same_type(value: Any) -> st.SearchStrategy[Any]:
     if isinstance(value, list):
         return st.lists(st.sampled_from(value), max_size=len(value) + 1) if value else st.just([])
     if isinstance(value, dict):
+        if not value:
+            return st.just({})
         return st.sets(st.sampled_from(sorted(value, key=str))).map(lambda drop: {k: v for k, v in value.items()
                                                                                    if k not in drop})
     return st.just(value)
