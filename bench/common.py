@@ -145,16 +145,16 @@ class Stack:
         self.children.append(process)
         return process
 
-    def web(self, port: int | None = None, workers: int = 2, threads: int = 4, worker_class: str | None = None,
-            app: str = "syncbridge") -> tuple[str, subprocess.Popen[bytes]]:
-        """``syncbridge web`` (gunicorn) as in production; a ``worker_class`` or floor ``app`` runs bench.serve."""
+    def web(self, port: int | None = None, workers: int = 2, threads: int | None = None,
+            variant: Sequence[str] = ()) -> tuple[str, subprocess.Popen[bytes]]:
+        """``syncbridge web`` as in production (``threads`` None: its default); a ``variant`` (bench.serve's
+        options: another server, runtime mode, no group commit, a floor app) runs bench.serve instead."""
         port = port or free_port()
-        if worker_class is None and app == "syncbridge":
-            args = [str(BIN / "syncbridge"), "web", "--host", HOST, "--port", str(port),
-                    "--workers", str(workers), "--threads", str(threads)]
+        common = ["--port", str(port), "--workers", str(workers), *(["--threads", str(threads)] if threads else [])]
+        if variant:
+            args = [sys.executable, "-m", "bench.serve", *common, *variant]
         else:
-            args = [sys.executable, "-m", "bench.serve", "--port", str(port), "--workers", str(workers),
-                    "--threads", str(threads), "--worker-class", worker_class or "gthread", "--app", app]
+            args = [str(BIN / "syncbridge"), "web", "--host", HOST, *common]
         process = self.spawn(f"web-{port}", args)
         url = f"http://{HOST}:{port}"
         wait_http(f"{url}/readyz", process=process)
@@ -234,7 +234,7 @@ def machine() -> dict[str, Any]:
     meminfo = Path("/proc/meminfo").read_text()
     total = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.MULTILINE)
     redis_version = re.search(r"v=(\S+)", _run([redis_server_binary(), "--version"]))
-    import gunicorn
+    import granian
     import rq
 
     return {
@@ -244,7 +244,7 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "redis_server": redis_version.group(1) if redis_version else "unknown",
-        "gunicorn": gunicorn.__version__,
+        "granian": granian.__version__,
         "rq": rq.__version__,
         "webhook": _run(["webhook", "-version"]).removeprefix("webhook version "),
         "wrk": _run(["wrk", "-v"]).split(" [")[0],

@@ -1,8 +1,8 @@
-"""Where the receiver's time goes: py-spy on the gunicorn workers under wrk, and Redis round trips.
+"""Where the receiver's time goes: py-spy on the web processes under wrk, and Redis round trips.
 
 1. ``syncbridge web`` (production options) on an embedded Redis with AOF on; wrk sends signed
    pushes with distinct delivery ids for ``--duration`` seconds while ``py-spy record`` samples
-   every gunicorn process (``--subprocesses``), counting only the thread that holds the GIL
+   every granian process (``--subprocesses``), counting only the thread that holds the GIL
    (``--gil``: where CPU goes, not where threads wait). The folded stacks are
    kept in ``bench/results/profile/receiver.folded`` (feed them to any flame graph tool) and
    summarised by the frames syncbridge cares about: inclusive share of the samples.
@@ -35,23 +35,21 @@ from bench.receiver import REPO, wrk
 
 # Frames to account for, as (label, regex on "function (file)" of py-spy's folded output).
 FRAMES = [
-    ("gunicorn: accept, parse HTTP, write", r"handle_request \(gunicorn/workers/gthread\.py"),
-    ("flask: full request (wsgi_app)", r"wsgi_app \(flask/app\.py"),
-    ("view: receive()", r"receive \(bridge/views/hooks\.py"),
+    ("granian: the WSGI call (environ, start_response, body)", r"_runner \(granian/wsgi\.py"),
+    ("receiver: POST /hooks/<source> (all)", r"__call__ \(bridge/receiver\.py"),
+    ("  read the body", r"_body \(bridge/receiver\.py"),
     ("  verify signature", r"verify \(bridge/sources/github\.py"),
     ("  parse payload", r"parse \(bridge/sources/github\.py"),
     ("  route_push", r"route_push \(bridge/routing\.py"),
-    ("  Enqueuer.enqueue (all)", r"enqueue \(bridge/queueing\.py"),
-    ("    RQ Job.create + to_dict (_rq_fields)", r"_rq_fields \(bridge/queueing\.py"),
-    ("    Lua script call (redis-py: pack, send, parse)", r"__call__ \(redis/commands/core\.py"),
-    ("      redis-py argument packing", r"pack \(redis/connection\.py"),
-    ("    uuid4", r"uuid4 \(uuid\.py"),
-    ("  jsonify response", r"jsonify \(flask/json/__init__\.py"),
-    ("  url_for (job urls)", r"url_for \(flask/helpers\.py"),
-    ("  lane / coalesce key (json + sha1)", r"_lane \(bridge/queueing\.py|_coalesce_key \(bridge/queueing\.py"),
+    ("  Enqueuer.prepare (the script's arguments)", r"prepare \(bridge/queueing\.py"),
+    ("  GroupCommit.submit (wait, or lead a round trip)", r"submit \(bridge/group_commit\.py"),
+    ("    Enqueuer.commit (one script call for the batch)", r"commit \(bridge/queueing\.py"),
+    ("      redis-py: pack, send, parse", r"\(redis/connection\.py|\(redis/_parsers/"),
+    ("    waking the batch's other threads", r"_lead \(bridge/group_commit\.py:\d+\)$"),
     ("  metrics", r"\(bridge/metrics\.py"),
-    ("  logging (log.info + handler)", r"(info|warning) \(logging/__init__\.py"),
-    ("request.get_data", r"get_data \(werkzeug/wrappers/request\.py"),
+    ("  logging (the record; writing is the writer thread's)", r"(info|warning) \(logging/__init__\.py"),
+    ("  the answer (json.dumps)", r"dumps \(json/__init__\.py"),
+    ("logging writer thread", r"_monitor \(logging/handlers\.py"),
     ("ProxyFix", r"__call__ \(werkzeug/middleware/proxy_fix\.py"),
 ]
 
@@ -79,7 +77,7 @@ def fold_summary(folded: Path) -> tuple[int, list[dict[str, Any]], list[tuple[st
 
 
 def profile(stack: Stack, base: str, master_pid: int, args: argparse.Namespace) -> dict[str, Any]:
-    """py-spy over the gunicorn master and workers while wrk runs."""
+    """py-spy over granian's main process and workers while wrk runs."""
     out_dir = RESULTS / "profile"
     out_dir.mkdir(parents=True, exist_ok=True)
     folded = out_dir / "receiver.folded"
@@ -89,11 +87,14 @@ def profile(stack: Stack, base: str, master_pid: int, args: argparse.Namespace) 
                             "--output", str(folded), "--nonblocking"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)
+    redis = Redis.from_url(stack.redis_url)
+    calls_before = _script_calls(redis)
     headers, body = signed_push(f"acme/{REPO}")
     body_path = stack.dir / "body.json"
     body_path.write_bytes(body)
     load = wrk(f"{base}/hooks/github", body_path, headers["X-Hub-Signature-256"], f"prof-{uuid.uuid4().hex[:6]}",
                args.duration, args.connections, 2, stack.dir)
+    script_calls = _script_calls(redis) - calls_before
     _, err = spy.communicate(timeout=args.duration + 60)
     if spy.returncode != 0 or not folded.exists():
         raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
@@ -102,11 +103,19 @@ def profile(stack: Stack, base: str, master_pid: int, args: argparse.Namespace) 
           f"\npy-spy: {total} samples of GIL-holding threads ({folded.relative_to(RESULTS.parent.parent)})")
     for row in rows:
         print(f"  {row['share']:6.1%}  {row['frame']}")
+    per_call = load["ok"] / script_calls if script_calls else 0.0
+    print(f"group commit under this load: {load['ok']} deliveries stored by {script_calls} script calls "
+          f"({per_call:.1f} deliveries per Redis round trip)")
     print("top self time:")
     for frame, count in leaves:
         print(f"  {count / total:6.1%}  {frame}")
     return {"load": {key: load[key] for key in ("rps", "p50_ms", "p99_ms", "non_2xx")}, "samples": total,
+            "group_commit": {"deliveries": load["ok"], "script_calls": script_calls, "deliveries_per_call": per_call},
             "inclusive": rows, "top_self": [{"frame": frame, "share": count / total} for frame, count in leaves]}
+
+
+def _script_calls(redis: Redis) -> int:
+    return int(redis.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
 
 
 def round_trips(stack: Stack, base: str, pushes: int) -> dict[str, Any]:
@@ -161,7 +170,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--pushes", type=int, default=20, help="sequential pushes under MONITOR")
     parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--web-threads", type=int, default=4)
+    parser.add_argument("--web-threads", type=int, default=None, help="default: syncbridge web's")
     args = parser.parse_args()
     if not 0 < args.duration <= 30 or not 0 < args.connections <= 64:
         parser.error("--duration must be in (0, 30] and --connections in (0, 64]")

@@ -49,12 +49,21 @@ LUA = ROOT / "bench" / "wrk" / "signed_push.lua"
 REPO = "widgets"
 MAX_CONNECTIONS = 64
 MAX_DURATION = 30
-# (app, worker class, processes, threads): production first; what a 2-core machine could reasonably run;
-# then the floors: the same gunicorn options serving a bare WSGI callable and a bare Flask view.
-SWEEP = [("syncbridge", "gthread", 2, 4), ("syncbridge", "sync", 2, 1), ("syncbridge", "sync", 3, 1),
-         ("syncbridge", "sync", 4, 1), ("syncbridge", "gthread", 2, 1), ("syncbridge", "gthread", 2, 8),
-         ("syncbridge", "gthread", 3, 4), ("syncbridge", "gthread", 4, 4),
-         ("wsgi", "gthread", 2, 4), ("flask", "gthread", 2, 4)]
+# (label, processes, threads, bench.serve options): production first (``syncbridge web``'s defaults); what a
+# 2-core machine could reasonably run; the same app without the group commit and under gunicorn (the server
+# syncbridge used before); then the floors: a bare WSGI callable and a bare Flask view under granian.
+SWEEP: list[tuple[str, int, int, tuple[str, ...]]] = [
+    ("granian 2 x 8 (default)", 2, 8, ()),
+    ("granian 2 x 4", 2, 4, ("--server", "granian")),
+    ("granian 2 x 5", 2, 5, ("--server", "granian")),
+    ("granian 2 x 16", 2, 16, ("--server", "granian")),
+    ("granian 3 x 8", 3, 8, ("--server", "granian")),
+    ("granian 2 x 8, runtime st", 2, 8, ("--runtime-mode", "st")),
+    ("granian 2 x 8, no group commit", 2, 8, ("--no-group-commit",)),
+    ("gunicorn gthread 2 x 4 (before)", 2, 4, ("--server", "gunicorn")),
+    ("floor: bare WSGI, granian 2 x 8", 2, 8, ("--app", "wsgi")),
+    ("floor: bare Flask, granian 2 x 8", 2, 8, ("--app", "flask")),
+]
 
 
 def wrk(url: str, body_path: Path, signature: str, prefix: str, duration: float, connections: int,
@@ -312,20 +321,19 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
         body_path = stack.dir / "body.json"
         body_path.write_bytes(body)
         signature = headers["X-Hub-Signature-256"]
-        for app, worker_class, workers, threads in SWEEP:
-            base, web = stack.web(workers=workers, threads=threads, worker_class=worker_class, app=app)
+        for number, (label, workers, threads, variant) in enumerate(SWEEP):
+            base, web = stack.web(workers=workers, threads=threads, variant=variant)
             wait_http(f"{base}/readyz")
-            label = f"{app}-{worker_class}-{workers}x{threads}"
             pids = [web.pid, stack.redis_server.process.pid]
-            wrk(f"{base}/hooks/github", body_path, signature, f"{run_id}-{label}-warm", args.warmup,
+            wrk(f"{base}/hooks/github", body_path, signature, f"{run_id}-v{number}-warm", args.warmup,
                 args.connections, args.wrk_threads, stack.dir)
-            runs = [wrk(f"{base}/hooks/github", body_path, signature, f"{run_id}-{label}-r{index}", args.duration,
+            runs = [wrk(f"{base}/hooks/github", body_path, signature, f"{run_id}-v{number}-r{index}", args.duration,
                         args.connections, args.wrk_threads, stack.dir, pids) for index in range(args.sweep_rounds)]
             stack.stop(web)
-            row = {"app": app, "worker_class": worker_class, "workers": workers, "threads": threads,
+            row = {"variant": label, "workers": workers, "threads": threads, "options": list(variant),
                    **summarize(runs)}
             rows.append(row)
-            print(f"  {label:<28} {row['rps_median']:7.0f} req/s  p50 {row['p50_ms_median']:6.2f} ms  "
+            print(f"  {label:<34} {row['rps_median']:7.0f} req/s  p50 {row['p50_ms_median']:6.2f} ms  "
                   f"p99 {row['p99_ms_median']:7.2f} ms  non-2xx {row['non_2xx'] + row['socket_errors']}  "
                   f"CPU {row['server_cpu_ms_per_request_median']:.3f} ms/req")
     result = {"params": {"duration_s": args.duration, "connections": args.connections,
@@ -344,7 +352,7 @@ def main() -> None:
     parser.add_argument("--light-rounds", type=int, default=1, help="rounds per server at --light-connections")
     parser.add_argument("--light-connections", type=int, default=2)
     parser.add_argument("--web-workers", type=int, default=2, help="syncbridge web --workers")
-    parser.add_argument("--web-threads", type=int, default=4, help="syncbridge web --threads")
+    parser.add_argument("--web-threads", type=int, default=None, help="syncbridge web --threads (default: its own)")
     parser.add_argument("--sweep", action="store_true", help="compare gunicorn worker classes, workers, threads")
     parser.add_argument("--sweep-rounds", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, AOF)")

@@ -43,13 +43,12 @@ def receiver(data: dict[str, Any]) -> None:
 
 
 def sweep(data: dict[str, Any]) -> None:
-    print(f"gunicorn sweep ({data['at']}, {data['params']['rounds']} x {data['params']['duration_s']:g} s each):\n")
-    print("| app | worker class | workers x threads | req/s | p50 ms | p99 ms | CPU ms/req |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"Server sweep ({data['at']}, {data['params']['rounds']} x {data['params']['duration_s']:g} s each):\n")
+    print("| variant | req/s | p50 ms | p99 ms | CPU ms/req |")
+    print("|---|---|---|---|---|")
     for row in data["variants"]:
-        print(f"| {row['app']} | {row['worker_class']} | {row['workers']} x {row['threads']} | "
-              f"{row['rps_median']:.0f} | {row['p50_ms_median']:.2f} | {row['p99_ms_median']:.2f} | "
-              f"{row['server_cpu_ms_per_request_median']:.3f} |")
+        print(f"| {row['variant']} | {row['rps_median']:.0f} | {row['p50_ms_median']:.2f} | "
+              f"{row['p99_ms_median']:.2f} | {row['server_cpu_ms_per_request_median']:.3f} |")
     print()
 
 

@@ -1,24 +1,29 @@
-"""``syncbridge web`` with another gunicorn worker class, or a floor app, for the receiver sweep.
+"""The web app under another server or setting, or a floor app, for ``bench.receiver --sweep``.
 
-``syncbridge web`` always runs gthread; this runs the same ``WebServer`` (same app factory,
-logging and timeouts) with ``--worker-class`` sync or gthread, so ``bench.receiver --sweep``
-compares like with like. ``--app wsgi`` (a bare WSGI callable) and ``--app flask`` (a Flask
-view that reads the body and answers JSON) serve the same route under the same gunicorn
-options: the floors that show what gunicorn and Flask alone cost per request. Loopback only.
+``syncbridge web`` always runs granian with syncbridge's app. This runs the same app factory
+(same config, logging, Redis) under granian with other processes / threads / runtime mode, or
+under gunicorn's gthread workers (the server syncbridge used before; ``pip install gunicorn``,
+bench/requirements.txt), or without the group commit (every request its own round trip, on a
+connection of its thread's own). ``--app wsgi`` (a bare WSGI callable) and ``--app flask`` (a
+Flask view that reads the body and answers JSON) are the floors: what the server alone, and
+the server plus Flask, cost per request. Loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bridge import config as config_module
-from bridge.commands.web import WebServer
+from bridge.queueing import Delivery, Enqueuer, Receipt
+
+APP = "bench.serve:application"
 
 
 def bare_wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    """Read the body, answer 202 with a small JSON body: gunicorn's own cost per request."""
+    """Read the body, answer 202 with a small JSON body: the server's own cost per request."""
     environ["wsgi.input"].read()
     body = b'{"delivery": "x", "jobs": []}'
     start_response("202 Accepted", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
@@ -43,35 +48,71 @@ def bare_flask() -> Any:
     return app
 
 
-class FloorServer(WebServer):
-    """The same gunicorn options as ``syncbridge web``, serving a floor app instead of syncbridge."""
+class OwnRoundTrips:
+    """Stands in for the group commit: each thread commits its own delivery on its own connection."""
 
-    def __init__(self, options: dict[str, Any], app: Any):
-        self.floor_app = app
-        super().__init__(options)
+    def __init__(self, redis: Any, retention: float):
+        self.redis, self.retention = redis, retention
+        self.local = threading.local()
 
-    def load(self) -> Any:
-        return bare_flask() if self.floor_app is bare_flask else self.floor_app
+    def submit(self, delivery: Delivery) -> Receipt:
+        if not hasattr(self.local, "enqueuer"):
+            self.local.enqueuer = Enqueuer(self.redis, self.retention)
+        return self.local.enqueuer.commit([delivery])[0]
+
+
+def application() -> Any:
+    """The app this process serves, chosen by BENCH_APP and BENCH_GROUP_COMMIT (set by main)."""
+    kind = os.environ.get("BENCH_APP", "syncbridge")
+    if kind == "wsgi":
+        return bare_wsgi
+    if kind == "flask":
+        return bare_flask()
+    from bridge.commands import web
+
+    app = web.application()
+    if os.environ.get("BENCH_GROUP_COMMIT", "1") == "0":
+        bridge = app.extensions["syncbridge"]
+        bridge.commits = OwnRoundTrips(bridge.redis, bridge.config.retention)
+    return app
+
+
+def serve_gunicorn(port: int, workers: int, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class Gunicorn(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in {"bind": f"127.0.0.1:{port}", "workers": workers, "threads": threads,
+                               "worker_class": "gthread", "timeout": 30, "keepalive": 5, "accesslog": None,
+                               "errorlog": "-", "loglevel": "warning"}.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return application()
+
+    Gunicorn().run()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--worker-class", choices=("sync", "gthread"), default="gthread")
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--server", choices=("granian", "gunicorn"), default="granian")
+    parser.add_argument("--runtime-mode", choices=("auto", "st", "mt"), default="auto", help="granian's")
     parser.add_argument("--app", choices=("syncbridge", "wsgi", "flask"), default="syncbridge")
+    parser.add_argument("--no-group-commit", action="store_true")
     args = parser.parse_args()
-    options = {
-        "bind": f"127.0.0.1:{args.port}", "workers": args.workers, "threads": args.threads,
-        "worker_class": args.worker_class, "timeout": 30, "graceful_timeout": 25, "keepalive": 5,
-        "control_socket_disable": True, "accesslog": None, "errorlog": "-", "loglevel": "warning",
-    }
-    if args.app == "syncbridge":
-        config_module.load()
-        WebServer(options).run()
-    else:
-        FloorServer(options, bare_wsgi if args.app == "wsgi" else bare_flask).run()
+    os.environ.update(BENCH_APP=args.app, BENCH_GROUP_COMMIT="0" if args.no_group_commit else "1")
+    if args.server == "gunicorn":
+        serve_gunicorn(args.port, args.workers, args.threads)
+        return
+    from granian.constants import RuntimeModes
+
+    from bridge.commands.web import server
+
+    mode = RuntimeModes(args.runtime_mode)
+    server("127.0.0.1", args.port, args.workers, args.threads, APP, runtime_mode=mode).serve()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from bridge import config as config_module
 from bridge.config import Config
 from bridge.connection import connect
-from bridge.queueing import Enqueuer
+from bridge.group_commit import GroupCommit
+from bridge.queueing import Delivery, Enqueuer, Receipt
+from bridge.receiver import REDIS_DOWN, Receiver
 from bridge.store import Store
 
 log = logging.getLogger("syncbridge.web")
@@ -30,6 +32,7 @@ class Bridge:
     redis: Redis
     store: Store
     enqueuer: Enqueuer
+    commits: GroupCommit[Delivery, Receipt]  # the receiver's deliveries, many per Redis round trip
     api_token: str | None
 
 
@@ -38,27 +41,33 @@ def current() -> Bridge:
 
 
 def create_app(config: Config | None = None, redis: Redis | None = None) -> Flask:
-    """Build the web app; without arguments it reads ``SYNCBRIDGE_CONFIG`` and ``REDIS_URL``."""
-    from bridge.views import dashboard, health, hooks, jobs, metrics
+    """Build the web app; without arguments it reads ``SYNCBRIDGE_CONFIG`` and ``REDIS_URL``.
+
+    ``/hooks/<source>`` is served by :class:`bridge.receiver.Receiver` ahead of Flask, which
+    serves the rest; both behind ProxyFix, so job URLs use the host and scheme the client used.
+    """
+    from bridge.views import dashboard, health, jobs, metrics
 
     config = config or config_module.load()
     redis = redis or connect()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(os.environ.get("SYNCBRIDGE_MAX_BODY_BYTES", DEFAULT_MAX_BODY))
     app.json.sort_keys = False
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
     token = os.environ.get("SYNCBRIDGE_API_TOKEN") or None
     if token is None:
         log.warning("SYNCBRIDGE_API_TOKEN is not set: /jobs, /deliveries and the dashboard are open to anyone")
-    app.extensions["syncbridge"] = Bridge(config, redis, Store(redis, config.retention),
-                                          Enqueuer(redis, config.retention), token)
-    for blueprint in (hooks.bp, jobs.bp, health.bp, dashboard.bp, metrics.bp):
+    enqueuer = Enqueuer(redis, config.retention)
+    bridge = Bridge(config, redis, Store(redis, config.retention), enqueuer, GroupCommit(enqueuer.commit), token)
+    app.extensions["syncbridge"] = bridge
+    receiver = Receiver(bridge, app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
+    app.wsgi_app = ProxyFix(receiver, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    for blueprint in (jobs.bp, health.bp, dashboard.bp, metrics.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(RedisError)
     def redis_down(exc: RedisError):  # never a 2xx for work that was not stored
         log.error("redis unavailable: %s", type(exc).__name__)
-        response = jsonify(error="the job store (Redis) is unavailable; nothing was stored, retry later")
+        response = jsonify(error=REDIS_DOWN)
         response.headers["Retry-After"] = "5"
         return response, 503
 

@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import sys
 import time
+from logging.handlers import QueueHandler, QueueListener
+from queue import SimpleQueue
 
 from bridge.redact import RedactingFilter, Redactor
 
@@ -29,8 +32,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure(redactor: Redactor | None = None) -> None:
-    """Log to stderr at ``SYNCBRIDGE_LOG_LEVEL`` (INFO); every handler scrubs secrets."""
+class _Handoff(QueueHandler):
+    """Hands each record to the writer thread with its message merged, nothing else copied.
+
+    The stdlib's ``prepare`` formats the whole record to make it picklable; within one process
+    the writer can format it, so the request thread only pays for building the record.
+    """
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.msg, record.args = record.getMessage(), None  # fixed now: the arguments may change later
+        return record
+
+
+def configure(redactor: Redactor | None = None, *, background: bool = False) -> None:
+    """Log to stderr at ``SYNCBRIDGE_LOG_LEVEL`` (INFO); every handler scrubs secrets.
+
+    ``background`` (the web server) leaves scrubbing, formatting and writing to a thread of its
+    own, off the request path: the receiver logs a line per delivery. Not for processes that fork
+    after this (a forked child has no writer thread).
+    """
     level = os.environ.get("SYNCBRIDGE_LOG_LEVEL", "INFO").upper()
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("SYNCBRIDGE_LOG_FORMAT", "").lower() == "json":
@@ -41,8 +61,19 @@ def configure(redactor: Redactor | None = None) -> None:
     handler.setFormatter(formatter)
     if redactor is not None:
         handler.addFilter(RedactingFilter(redactor))
+    # No format here shows the caller's file, thread or process: skip collecting them for every
+    # record (the logging HOWTO's "Optimization"); the receiver logs a line per delivery.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    if background:
+        records: SimpleQueue[logging.LogRecord] = SimpleQueue()
+        writer = QueueListener(records, handler)
+        writer.start()
+        atexit.register(writer.stop)  # writes what is still queued
+        root.handlers[:] = [_Handoff(records)]
+    else:
+        root.handlers[:] = [handler]
     root.setLevel(level)
     for name in ("rq.worker", "rq.scheduler", "rq.job", "rq.queue"):  # RQ adds its own handlers otherwise
         logging.getLogger(name).handlers[:] = []

@@ -1,6 +1,6 @@
-"""Dedupe, coalesce and enqueue a push in one atomic Redis round trip.
+"""Dedupe, coalesce and enqueue pushes atomically, many deliveries in one Redis round trip.
 
-One Lua script, per delivery:
+One Lua script stores a batch of deliveries (see ``bridge.group_commit``), in arrival order:
 
 1. a delivery id seen before returns the jobs it made (a redelivery does no new work);
 2. per target, a job still *waiting* in the queue for the same target and ref filter absorbs the
@@ -9,9 +9,13 @@ One Lua script, per delivery:
    queues exactly one follow-up, which starts after that push arrived and so covers it;
 3. otherwise it writes the job record and RQ's own job hash and pushes the id on RQ's queue.
 
-The RQ job is built by RQ (``Job.create(...).to_dict()``, as RQ's own unique-enqueue script
-does), so a worker runs it like any other; the function is named by its dotted path because the
-web side never imports ``workers``.
+RQ's job hash is built by RQ (``Job.create(...).to_dict()``, as RQ's own unique-enqueue script
+does) once per execution timeout, since every other field but the timestamps and description is
+the same for every sync job: the job finds its id through ``rq.get_current_job()``, so its
+arguments are empty. The function is named by its dotted path: the web side never imports
+``workers``. The script receives each distinct RQ hash once per batch and the job record as
+values only, so a push that joins a waiting job (the common case in a burst) costs a few dozen
+short arguments.
 """
 
 from __future__ import annotations
@@ -19,16 +23,19 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
+from string import Template
 from typing import Any
 
 from redis import Redis
 from rq import Callback, Queue, Retry
 from rq.job import Job, JobStatus
-from rq.utils import now
+from rq.utils import now, utcformat
 
 from bridge import metrics, store
 from bridge.config import TargetBase
+from bridge.connection import ScriptRunner
 from bridge.events import RefUpdate
 from bridge.routing import Match
 
@@ -42,64 +49,93 @@ FAILURE_CALLBACK = "workers.jobs.on_failure"
 EXECUTION_MARGIN = 10
 # A worker that dies mid-execution leaves the job abandoned; RQ requeues it this many times.
 ABANDONED_RETRIES = Retry(max=3, interval=[5, 15, 30])
+# The job record's fields, in the order the script receives their values.
+JOB_FIELDS = ("id", "status", "source", "repo", "ref", "before", "after", "delivery", "target",
+              "provider", "attempts", "created_at", "trigger", "refs", "lane", "pushes")
+# Per target of a delivery: waiting key, job id, RQ hash index, RQ description, then JOB_FIELDS' values.
+_PER_TARGET = 4 + len(JOB_FIELDS)
 
-_ENQUEUE = """
--- KEYS[1] delivery key, KEYS[2] jobs index, KEYS[3] RQ queue key, KEYS[4] RQ queues set,
--- KEYS[5] the webhooks_received metric hash
--- ARGV: retention, now (epoch s), job key prefix, RQ job key prefix, metric field if new,
---   metric field if seen before, then per target:
---   waiting key, job id, n, n job fields (k v ...), m, m RQ job fields (k v ...)
+_ENQUEUE = Template("""
+-- KEYS[1] jobs index, KEYS[2] RQ queue key, KEYS[3] RQ queues set, KEYS[4] the webhooks_received metric hash
+-- ARGV[1] retention, ARGV[2] now (epoch s), ARGV[3] now (RQ's format), ARGV[4] job key prefix,
+-- ARGV[5] RQ job key prefix, ARGV[6] number of RQ hashes, then each: n, n items (k v ...);
+-- then per delivery: delivery key, metric field if new, metric field if seen before, number of
+-- targets, and per target: waiting key, job id, RQ hash index, description, the record's values.
+local FIELDS = {$fields}
+local REF, BEFORE, AFTER = $ref, $before, $after
+local PER_TARGET = $per_target
 local retention = tonumber(ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HINCRBY', KEYS[5], ARGV[6], 1)
-  local ids = redis.call('LRANGE', KEYS[1], 0, -1)
-  table.insert(ids, 1, 'seen')
-  return ids
-end
-redis.call('HINCRBY', KEYS[5], ARGV[5], 1)
-local result = {'new'}
+local rq_hashes = {}
 local i = 7
+for t = 1, tonumber(ARGV[6]) do
+  local n = tonumber(ARGV[i])
+  rq_hashes[t] = {unpack(ARGV, i + 1, i + n)}
+  i = i + 1 + n
+end
+local replies = {}
+local created = false
 while i <= #ARGV do
-  local waiting, id = ARGV[i], ARGV[i + 1]
-  local njob = tonumber(ARGV[i + 2])
-  local job_fields = {unpack(ARGV, i + 3, i + 2 + njob)}
-  i = i + 3 + njob
-  local nrq = tonumber(ARGV[i])
-  local rq_fields = {unpack(ARGV, i + 1, i + nrq)}
-  i = i + 1 + nrq
-  local current = redis.call('GET', waiting)
-  local joined = false
-  if current then
-    local key = ARGV[3] .. current
-    if redis.call('HGET', key, 'status') == 'queued' then
-      -- The waiting sync has not started: it will cover this push too. Show the newest push
-      -- (a reconcile, which has no ref, leaves the job as it is).
-      if job_fields[2 * 5] ~= '' then
-        redis.call('HSET', key, 'ref', job_fields[2 * 5], 'before', job_fields[2 * 6],
-                   'after', job_fields[2 * 7])
+  local delivery, ntargets = ARGV[i], tonumber(ARGV[i + 3])
+  if redis.call('EXISTS', delivery) == 1 then
+    redis.call('HINCRBY', KEYS[4], ARGV[i + 2], 1)
+    local ids = redis.call('LRANGE', delivery, 0, -1)
+    table.insert(ids, 1, 'seen')
+    table.insert(replies, ids)
+    i = i + 4 + ntargets * PER_TARGET
+  else
+    redis.call('HINCRBY', KEYS[4], ARGV[i + 1], 1)
+    local result = {'new'}
+    i = i + 4
+    for _ = 1, ntargets do
+      local waiting, id = ARGV[i], ARGV[i + 1]
+      local v = i + 3  -- ARGV[v + k] is the value of FIELDS[k]
+      local current = redis.call('GET', waiting)
+      local joined = false
+      if current then
+        local key = ARGV[4] .. current
+        if redis.call('HGET', key, 'status') == 'queued' then
+          -- The waiting sync has not started: it will cover this push too. Show the newest push
+          -- (a reconcile, which has no ref, leaves the job as it is).
+          if ARGV[v + REF] ~= '' then
+            redis.call('HSET', key, 'ref', ARGV[v + REF], 'before', ARGV[v + BEFORE], 'after', ARGV[v + AFTER])
+          end
+          redis.call('HINCRBY', key, 'pushes', 1)
+          table.insert(result, current)
+          joined = true
+        end
       end
-      redis.call('HINCRBY', key, 'pushes', 1)
-      table.insert(result, current)
-      joined = true
+      if not joined then
+        local record = {}
+        for k, name in ipairs(FIELDS) do
+          record[2 * k - 1] = name
+          record[2 * k] = ARGV[v + k]
+        end
+        local key = ARGV[4] .. id
+        redis.call('HSET', key, unpack(record))
+        redis.call('EXPIRE', key, retention)
+        redis.call('ZADD', KEYS[1], ARGV[2], id)
+        local rq_key = ARGV[5] .. id
+        redis.call('HSET', rq_key, unpack(rq_hashes[tonumber(ARGV[i + 2])]))
+        redis.call('HSET', rq_key, 'created_at', ARGV[3], 'enqueued_at', ARGV[3], 'description', ARGV[i + 3])
+        redis.call('RPUSH', KEYS[2], id)
+        redis.call('SET', waiting, id, 'EX', retention)
+        table.insert(result, id)
+        created = true
+      end
+      i = i + PER_TARGET
     end
-  end
-  if not joined then
-    local key = ARGV[3] .. id
-    redis.call('HSET', key, unpack(job_fields))
-    redis.call('EXPIRE', key, retention)
-    redis.call('ZADD', KEYS[2], ARGV[2], id)
-    redis.call('HSET', ARGV[4] .. id, unpack(rq_fields))
-    redis.call('RPUSH', KEYS[3], id)
-    redis.call('SET', waiting, id, 'EX', retention)
-    table.insert(result, id)
+    redis.call('RPUSH', delivery, unpack(result, 2))
+    redis.call('EXPIRE', delivery, retention)
+    table.insert(replies, result)
   end
 end
-redis.call('SADD', KEYS[4], KEYS[3])
-redis.call('RPUSH', KEYS[1], unpack(result, 2))
-redis.call('EXPIRE', KEYS[1], retention)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - retention)
-return result
-"""
+if created then
+  redis.call('SADD', KEYS[3], KEYS[2])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]) - retention)
+return replies
+""").substitute(fields=", ".join(f"'{name}'" for name in JOB_FIELDS), ref=JOB_FIELDS.index("ref") + 1,
+               before=JOB_FIELDS.index("before") + 1, after=JOB_FIELDS.index("after") + 1, per_target=_PER_TARGET)
 _REQUEUE = """
 -- KEYS[1] job record, KEYS[2] RQ job hash, KEYS[3] RQ queue; ARGV[1] retention, ARGV[2] job id,
 -- ARGV[3] n, n record fields (k v ...), then RQ job fields (k v ...)
@@ -114,9 +150,6 @@ redis.call('HSET', KEYS[2], unpack(ARGV, 4 + n))
 redis.call('RPUSH', KEYS[3], ARGV[2])
 return 'requeued'
 """
-# Positions of ref, before, after in the field list below (1-based pairs), used by the script.
-_JOB_FIELD_ORDER = ("id", "status", "source", "repo", "ref", "before", "after", "delivery", "target",
-                    "provider", "attempts", "created_at", "trigger", "refs", "lane", "pushes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +161,17 @@ class Receipt:
     seen_before: bool
 
 
+@dataclass(slots=True)
+class Delivery:
+    """One delivery's part of a batch: its key, metric fields, and per target the script's arguments."""
+
+    delivery: str
+    metric_new: str
+    metric_seen: str
+    # per target: (execution timeout, [waiting key, job id, description, *record values])
+    targets: list[tuple[int, list[Any]]] = field(default_factory=list)
+
+
 class Enqueuer:
     """Holds the registered script and the queue for one Redis connection."""
 
@@ -135,63 +179,123 @@ class Enqueuer:
         self.redis = redis
         self.retention = int(retention)
         self.queue = Queue(QUEUE_NAME, connection=redis)
-        self._script = redis.register_script(_ENQUEUE)
+        self._script = ScriptRunner(redis, _ENQUEUE)
         self._requeue = redis.register_script(_REQUEUE)
+        self._rq_hashes: dict[int, tuple[Any, ...]] = {}
+        self._keys = [store.INDEX_KEY, self.queue.key, Queue.redis_queues_keys, metrics.key("webhooks_received")]
 
-    def enqueue(self, source: str, repo: str, delivery: str, matches: list[Match],
-                targets: dict[str, TargetBase], trigger: str = "push") -> Receipt:
-        """Store one job per match (or join a waiting one) atomically, keyed by ``delivery``.
+    def prepare(self, source: str, repo: str, delivery: str, matches: list[Match],
+                targets: dict[str, TargetBase], trigger: str = "push") -> Delivery:
+        """The script's arguments for one delivery: a job per match, unless it joins a waiting one.
 
         A reconcile passes a delivery key of its own (one per period) and records no delivery.
         """
-        args: list[Any] = [self.retention, f"{now().timestamp():.6f}", store.job_key(""),
-                           Job.redis_job_namespace_prefix, metrics.field(source=source, outcome="accepted"),
-                           metrics.field(source=source, outcome="duplicate")]
+        prepared = Delivery(delivery, _metric_field(source, "accepted"), _metric_field(source, "duplicate"))
         created_at = store.now_iso()
+        recorded_delivery = delivery if trigger == "push" else ""
         for match in matches:
+            target = targets[match.target]
             job_id = uuid.uuid4().hex
-            lane = _lane(match.target, match.refs)
-            waiting = store.waiting_key(lane)
-            update = match.update or RefUpdate("", "", "")
-            fields = store.encode({
-                "id": job_id, "status": "queued", "source": source, "repo": repo,
-                "ref": update.ref, "before": update.before, "after": update.after,
-                "delivery": delivery if trigger == "push" else None, "target": match.target,
-                "provider": targets[match.target].provider, "attempts": 0, "created_at": created_at,
-                "trigger": trigger, "refs": match.refs, "lane": lane, "pushes": 1,
-            })
-            job_fields = [item for name in _JOB_FIELD_ORDER for item in (name, fields[name])]
-            rq_fields = self._rq_fields(job_id, f"{trigger} sync of {match.target} {repo} {update.ref}".strip(),
-                                        targets[match.target].request_timeout)
-            args += [waiting, job_id, len(job_fields), *job_fields, len(rq_fields), *rq_fields]
-        keys = [store.delivery_key(delivery), store.INDEX_KEY, self.queue.key, Queue.redis_queues_keys,
-                metrics.key("webhooks_received")]
-        reply = self._script(keys=keys, args=args)
-        flag, *ids = (item.decode() for item in reply)
-        return Receipt(delivery=delivery, job_ids=ids, seen_before=flag == "seen")
+            key = _filter_key(match.refs)
+            lane = _lane(match.target, key)
+            update = match.update or _NO_UPDATE
+            values = [  # in JOB_FIELDS order
+                job_id, "queued", source, repo, update.ref, update.before, update.after, recorded_delivery,
+                match.target, target.provider, "0", created_at, trigger, _refs_json(key), lane, "1"]
+            description = f"{trigger} sync of {match.target} {repo} {update.ref}".strip()
+            prepared.targets.append((_execution_timeout(target.request_timeout),
+                                     [store.waiting_key(lane), job_id, description, *values]))
+        return prepared
+
+    def commit(self, deliveries: list[Delivery]) -> list[Receipt]:
+        """Store ``deliveries`` in one script call, in order; one receipt each."""
+        rq_hashes: dict[int, int] = {}
+        rq_args: list[Any] = []
+        body: list[Any] = []
+        for prepared in deliveries:
+            body += [store.delivery_key(prepared.delivery), prepared.metric_new, prepared.metric_seen,
+                     len(prepared.targets)]
+            for timeout, (waiting, job_id, description, *values) in prepared.targets:
+                if timeout not in rq_hashes:
+                    rq_hashes[timeout] = len(rq_hashes) + 1
+                    template = self._rq_hash(timeout)
+                    rq_args += [len(template), *template]
+                body += [waiting, job_id, rq_hashes[timeout], description, *values]
+        args = [self.retention, f"{now().timestamp():.6f}", utcformat(now()), store.job_key(""),
+                Job.redis_job_namespace_prefix, len(rq_hashes), *rq_args, *body]
+        replies = self._script(keys=self._keys, args=args)
+        receipts = []
+        for prepared, (flag, *ids) in zip(deliveries, replies, strict=True):
+            receipts.append(Receipt(prepared.delivery, [item.decode() for item in ids], flag == b"seen"))
+        return receipts
+
+    def enqueue(self, source: str, repo: str, delivery: str, matches: list[Match],
+                targets: dict[str, TargetBase], trigger: str = "push") -> Receipt:
+        """:meth:`prepare` and :meth:`commit` one delivery on its own."""
+        return self.commit([self.prepare(source, repo, delivery, matches, targets, trigger)])[0]
 
     def requeue(self, job_id: str, request_timeout: float) -> str | None:
         """Run a failed job again (same id, ``trigger: retry``); returns the status it had if not failed."""
         fields = store.encode({"status": "queued", "remote": None, "errors": 0, "polls": 0, "trigger": "retry"})
         flat = [item for pair in fields.items() for item in pair]
-        rq_fields = self._rq_fields(job_id, f"retry of {job_id}", request_timeout)
+        stamp = utcformat(now())
+        rq_fields = [*self._rq_hash(_execution_timeout(request_timeout)),
+                     "created_at", stamp, "enqueued_at", stamp, "description", f"retry of {job_id}"]
         keys = [store.job_key(job_id), Job.redis_job_namespace_prefix + job_id, self.queue.key]
         result = self._requeue(keys=keys, args=[self.retention, job_id, len(flat), *flat, *rq_fields]).decode()
         return None if result == "requeued" else result
 
-    def _rq_fields(self, job_id: str, description: str, request_timeout: float) -> list[Any]:
-        """RQ's own job hash for ``job_id``, flattened for HSET, exactly as RQ would save it."""
-        job = Job.create(SYNC_FUNCTION, args=[job_id], id=job_id, connection=self.redis,
-                         status=JobStatus.QUEUED, timeout=int(request_timeout) + EXECUTION_MARGIN, result_ttl=0,
-                         failure_ttl=self.retention, retry=ABANDONED_RETRIES, description=description,
-                         on_failure=Callback(FAILURE_CALLBACK))
-        job.origin = QUEUE_NAME
-        job.enqueued_at = now()
-        return [item for name, value in job.to_dict().items() if value is not None
-                for item in (name, value)]
+    def _rq_hash(self, timeout: int) -> tuple[Any, ...]:
+        """RQ's own job hash for a sync job, flattened for HSET, without its timestamps and description.
+
+        Built by RQ, so it is what ``Queue.enqueue`` would save; the scripts add ``created_at``,
+        ``enqueued_at`` and ``description`` per job. Only the execution timeout differs between targets.
+        """
+        if timeout not in self._rq_hashes:
+            job = Job.create(SYNC_FUNCTION, id="template", connection=self.redis, status=JobStatus.QUEUED,
+                             timeout=timeout, result_ttl=0, failure_ttl=self.retention, retry=ABANDONED_RETRIES,
+                             on_failure=Callback(FAILURE_CALLBACK))
+            job.origin = QUEUE_NAME
+            self._rq_hashes[timeout] = tuple(item for name, value in job.to_dict().items()
+                                             if value is not None and name not in _PER_JOB_RQ_FIELDS
+                                             for item in (name, value))
+        return self._rq_hashes[timeout]
 
 
-def _lane(target: str, refs: dict[str, list[str]] | None) -> str:
+_NO_UPDATE = RefUpdate("", "", "")
+_PER_JOB_RQ_FIELDS = frozenset({"created_at", "enqueued_at", "description"})
+
+
+def _execution_timeout(request_timeout: float) -> int:
+    return int(request_timeout) + EXECUTION_MARGIN
+
+
+@cache
+def _metric_field(source: str, outcome: str) -> str:
+    return metrics.field(source=source, outcome=outcome)
+
+
+FilterKey = tuple[tuple[str, tuple[str, ...] | None], ...] | None
+
+
+def _filter_key(refs: dict[str, list[str] | None] | None) -> FilterKey:
+    """A route's ref filter as a hashable key, so the lane and its JSON are computed once per route."""
+    if refs is None:
+        return None
+    return tuple((kind, None if globs is None else tuple(globs)) for kind, globs in sorted(refs.items()))
+
+
+def _filter(key: FilterKey) -> dict[str, list[str] | None] | None:
+    return None if key is None else {kind: None if globs is None else list(globs) for kind, globs in key}
+
+
+@cache
+def _refs_json(key: FilterKey) -> str:
+    return json.dumps(_filter(key), separators=(",", ":"))
+
+
+@cache
+def _lane(target: str, key: FilterKey) -> str:
     """Pushes coalesce per lane, a target and ref filter: those are all the provider call depends on."""
-    digest = hashlib.sha1(json.dumps(refs, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
+    digest = hashlib.sha1(json.dumps(_filter(key), sort_keys=True).encode(), usedforsecurity=False).hexdigest()
     return f"{target}:{digest[:12]}"

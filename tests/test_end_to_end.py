@@ -1,4 +1,4 @@
-"""The whole path with real processes: gunicorn web -> Redis -> worker process -> sandbox -> status.
+"""The whole path with real processes: granian web -> Redis -> worker process -> sandbox -> status.
 
 Also ``syncbridge run`` itself (embedded Redis, sandbox, web, worker) with ``send-test``.
 """
@@ -48,7 +48,7 @@ def stop(process: subprocess.Popen[Any]) -> None:
 @contextmanager
 def running_bridge(config: Path, redis_url: str, processes: int = 2, port: int | None = None,
                    **env_extra: str) -> Iterator[str]:
-    """gunicorn (one process) and ``processes`` workers as real processes; yields the web URL."""
+    """``syncbridge web`` (one process) and ``processes`` workers as real processes; yields the web URL."""
     env = environ_for(redis_url, config, SYNCBRIDGE_LOG_LEVEL="WARNING", **env_extra)
     port = port or free_port()
     web = subprocess.Popen([sys.executable, "-m", "bridge", "web", "--host", "127.0.0.1", "--port", str(port),

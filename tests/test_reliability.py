@@ -1,6 +1,6 @@
 """Faults against real processes: a worker killed mid-sync, Redis crashed or down, an oversized body.
 
-Everything here is real: redis-server (bridge.embedded), gunicorn (``syncbridge web``), RQ's
+Everything here is real: redis-server (bridge.embedded), granian (``syncbridge web``), RQ's
 WorkerPool (``syncbridge worker``), the provider sandbox over HTTP. Each process writes its log
 to a file of the test's tmp_path. The numbers each test measures are printed (``-s``) and kept
 in pytest's cache under ``reliability/`` for docs/RELIABILITY.md.
@@ -95,7 +95,7 @@ def end(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
 
 @contextmanager
 def web_process(config: Path, redis_url: str, log: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """gunicorn (one process, its threads) on a free port; yields its URL and process."""
+    """``syncbridge web`` (one process, its threads) on a free port; yields its URL and process."""
     port = free_port()
     process = spawn(["web", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                     environ_for(redis_url, config, **{"SYNCBRIDGE_LOG_LEVEL": "INFO", **env}), log)
@@ -339,7 +339,7 @@ routes:
 
 def test_an_oversized_body_is_refused_before_it_is_sent(tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis,
                                                          sandbox: Any, request: pytest.FixtureRequest) -> None:
-    """Content-Length: 30000000 and a few bytes: gunicorn + Flask answer 413 while the client still owes
+    """Content-Length: 30000000 and a few bytes: the receiver answers 413 while the client still owes
     almost all of the body, so the server never waits for (or buffers) the 30 MB."""
     config = write_config(tmp_path, mesa_config(sandbox.url))
     with web_process(config, redis_server.url, tmp_path / "web.log") as (url, _):

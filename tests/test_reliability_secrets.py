@@ -1,6 +1,6 @@
 """Secrets never leave: a full run through real processes, then every byte it produced is searched.
 
-Web (gunicorn) and worker (WorkerPool) run as real processes with every secret configured: two webhook
+Web (granian) and worker (WorkerPool) run as real processes with every secret configured: two webhook
 secrets (a rotation), the provider token, the API token. The config file names them only as ${VARS}.
 Syncs complete, retry after the provider echoes the token in a 500 and a 429, fail on a 401 whose
 message carries the token and its Basic-auth base64, and are retried through the API; notifications

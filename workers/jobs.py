@@ -33,10 +33,16 @@ POLL_INTERVALS = (1, 1, 2, 3, 5, 8, 10, 15)
 BACKOFF_BASE, BACKOFF_CAP = 2.0, 300.0
 
 
-def sync(job_id: str) -> Retry | None:
-    """Trigger or follow the provider sync of job ``job_id``; return a Retry while it is not done."""
+def sync(job_id: str | None = None) -> Retry | None:
+    """Trigger or follow the provider sync of this RQ job; return a Retry while it is not done.
+
+    The record shares the RQ job's id, so the job carries no arguments and every sync job's RQ
+    hash is the same but for its id (``bridge.queueing`` builds it once). ``job_id`` is only
+    passed by jobs queued before that change, still in Redis after an upgrade.
+    """
     ctx = context()
     store = _store()
+    job_id = job_id or _current().id
     job = store.get(job_id)
     if job is None or job["status"] in TERMINAL:
         return None
@@ -162,8 +168,12 @@ def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def _store() -> Store:
+def _current() -> Job:
     current = get_current_job()
     if current is None:
         raise RuntimeError("workers.jobs.sync runs inside an RQ worker")
-    return Store(current.connection, context().config.retention)
+    return current
+
+
+def _store() -> Store:
+    return Store(_current().connection, context().config.retention)

@@ -1,4 +1,10 @@
-"""``syncbridge web``: the receiver and status routes under gunicorn."""
+"""``syncbridge web``: the receiver and status routes under granian.
+
+granian parses HTTP in Rust and calls the WSGI app on a pool of threads per process; against
+gunicorn's gthread workers it served the same app at several times the rate on 2 cores
+(docs/BENCHMARKS.md). The threads matter beyond slow requests: the deliveries they hold at once
+share one Redis round trip (``bridge.group_commit``).
+"""
 
 from __future__ import annotations
 
@@ -6,47 +12,52 @@ import os
 from typing import Any
 
 import click
-from gunicorn.app.base import BaseApplication
+from flask import Flask
+from granian.constants import HTTPModes, Interfaces
+from granian.log import LogLevels
+from granian.server import Server
 
 from bridge import config as config_module
 from bridge.config import ConfigError
 
+APP = "bridge.commands.web:application"
+THREADS = 8
 
-class WebServer(BaseApplication):
-    """gunicorn with syncbridge's app factory, configured in code rather than a file."""
 
-    def __init__(self, options: dict[str, Any]):
-        self.options = options
-        super().__init__()
+def application() -> Flask:
+    """What each granian process serves: the app, with logging set up first (secrets scrubbed)."""
+    from bridge.app import create_app
+    from bridge.logs import configure
+    from bridge.redact import Redactor
 
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
+    config = config_module.load()
+    configure(Redactor(config.secret_values()), background=True)
+    return create_app(config)
 
-    def load(self):  # called in each gunicorn worker
-        from bridge.app import create_app
-        from bridge.logs import configure
-        from bridge.redact import Redactor
 
-        config = config_module.load()
-        configure(Redactor(config.secret_values()))
-        return create_app(config)
+def server(host: str, port: int, workers: int, threads: int, target: str = APP, **options: Any) -> Server:
+    """granian configured in code (``options`` override it: the benchmarks' variants).
+
+    Heroku's SIGTERM stops it gracefully within its 30 s.
+    """
+    settings: dict[str, Any] = {
+        "address": host, "port": port, "interface": Interfaces.WSGI, "factory": True, "workers": workers,
+        "blocking_threads": threads, "backpressure": threads * 4, "http": HTTPModes.http1, "websockets": False,
+        "log_level": LogLevels.warning, "respawn_failed_workers": True, "workers_kill_timeout": 25,
+    }
+    return Server(target, **{**settings, **options})
 
 
 @click.command()
 @click.option("--host", default="0.0.0.0", show_default=True, help="address to listen on")
 @click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", 8000)), show_default="$PORT or 8000")
 @click.option("--workers", type=int, default=lambda: int(os.environ.get("WEB_CONCURRENCY", 2)),
-              show_default="$WEB_CONCURRENCY or 2", help="gunicorn worker processes")
-@click.option("--threads", type=int, default=4, show_default=True, help="threads per worker process")
+              show_default="$WEB_CONCURRENCY or 2", help="processes")
+@click.option("--threads", type=int, default=THREADS, show_default=True, help="threads per process")
 def web(host: str, port: int, workers: int, threads: int) -> None:
-    """Run the web server (gunicorn): POST /hooks/<source>, /jobs, /healthz, /readyz."""
+    """Run the web server (granian): POST /hooks/<source>, /jobs, /healthz, /readyz."""
     try:
         config_module.load()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    WebServer({
-        "bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
-        "timeout": 30, "graceful_timeout": 25, "keepalive": 5, "control_socket_disable": True,
-        "accesslog": None, "errorlog": "-", "loglevel": "warning",
-    }).run()
+    server(host, port, workers, threads).serve()

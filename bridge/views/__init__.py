@@ -1,1 +1,1 @@
-"""HTTP routes, one blueprint per concern: receiving hooks, reading jobs, health."""
+"""HTTP routes, one blueprint per concern: reading jobs, health, the dashboard, metrics (hooks: bridge.receiver)."""
