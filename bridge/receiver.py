@@ -54,6 +54,7 @@ class Receiver:
         self.bridge = bridge
         self.fallback = fallback
         self.max_body = max_body
+        self.secrets = {name: source.secret_list() for name, source in bridge.config.sources.items()}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -86,7 +87,7 @@ class Receiver:
         if body is None:
             return Answer(413, {"error": f"the body is over {self.max_body} bytes"}, (("Connection", "close"),))
         try:
-            host.verify(headers, body, settings.secret_list())
+            host.verify(headers, body, self.secrets[source])
         except Unauthorized as exc:
             log.warning("source=%s rejected: %s", source, exc, extra={"source": source})
             return self._not_queued(source, "unauthorized", {"error": str(exc)}, 401)
