@@ -60,6 +60,7 @@ SWEEP: list[tuple[str, int, int, tuple[str, ...]]] = [
     ("granian 3 x 8", 3, 8, ("--server", "granian")),
     ("granian 2 x 8, runtime st", 2, 8, ("--runtime-mode", "st")),
     ("granian 2 x 8, no group commit", 2, 8, ("--no-group-commit",)),
+    ("granian 2 x 8, a log line per delivery", 2, 8, ("--log-every-delivery",)),
     ("gunicorn gthread 2 x 4 (before)", 2, 4, ("--server", "gunicorn")),
     ("floor: bare WSGI, granian 2 x 8", 2, 8, ("--app", "wsgi")),
     ("floor: bare Flask, granian 2 x 8", 2, 8, ("--app", "flask")),

@@ -4,14 +4,16 @@
 (same config, logging, Redis) under granian with other processes / threads / runtime mode, or
 under gunicorn's gthread workers (the server syncbridge used before; ``pip install gunicorn``,
 bench/requirements.txt), or without the group commit (every request its own round trip, on a
-connection of its thread's own). ``--app wsgi`` (a bare WSGI callable) and ``--app flask`` (a
-Flask view that reads the body and answers JSON) are the floors: what the server alone, and
-the server plus Flask, cost per request. Loopback only.
+connection of its thread's own), or with a log line for every delivery (also those that only
+join a waiting job). ``--app wsgi`` (a bare WSGI callable) and ``--app flask`` (a Flask view
+that reads the body and answers JSON) are the floors: what the server alone, and the server
+plus Flask, cost per request. Loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -71,6 +73,8 @@ def application() -> Any:
     from bridge.commands import web
 
     app = web.application()
+    if os.environ.get("BENCH_LOG_EVERY") == "1":  # an INFO-like line for every delivery, joined ones too
+        logging.getLogger("syncbridge.hooks").setLevel(logging.DEBUG)
     if os.environ.get("BENCH_GROUP_COMMIT", "1") == "0":
         bridge = app.extensions["syncbridge"]
         bridge.commits = OwnRoundTrips(bridge.redis, bridge.config.retention)
@@ -102,8 +106,10 @@ def main() -> None:
     parser.add_argument("--runtime-mode", choices=("auto", "st", "mt"), default="auto", help="granian's")
     parser.add_argument("--app", choices=("syncbridge", "wsgi", "flask"), default="syncbridge")
     parser.add_argument("--no-group-commit", action="store_true")
+    parser.add_argument("--log-every-delivery", action="store_true", help="log pushes that join a job too")
     args = parser.parse_args()
-    os.environ.update(BENCH_APP=args.app, BENCH_GROUP_COMMIT="0" if args.no_group_commit else "1")
+    os.environ.update(BENCH_APP=args.app, BENCH_GROUP_COMMIT="0" if args.no_group_commit else "1",
+                      BENCH_LOG_EVERY="1" if args.log_every_delivery else "0")
     if args.server == "gunicorn":
         serve_gunicorn(args.port, args.workers, args.threads)
         return

@@ -61,6 +61,7 @@ _ENQUEUE = Template("""
 -- ARGV[5] RQ job key prefix, ARGV[6] number of RQ hashes, then each: n, n items (k v ...);
 -- then per delivery: delivery key, metric field if new, metric field if seen before, number of
 -- targets, and per target: waiting key, job id, RQ hash index, description, the record's values.
+-- Returns per delivery: 'new' or 'seen', the number of jobs it created, its job ids.
 local FIELDS = {$fields}
 local REF, BEFORE, AFTER = $ref, $before, $after
 local PER_TARGET = $per_target
@@ -79,12 +80,13 @@ while i <= #ARGV do
   if redis.call('EXISTS', delivery) == 1 then
     redis.call('HINCRBY', KEYS[4], ARGV[i + 2], 1)
     local ids = redis.call('LRANGE', delivery, 0, -1)
+    table.insert(ids, 1, 0)
     table.insert(ids, 1, 'seen')
     table.insert(replies, ids)
     i = i + 4 + ntargets * PER_TARGET
   else
     redis.call('HINCRBY', KEYS[4], ARGV[i + 1], 1)
-    local result = {'new'}
+    local result = {'new', 0}  -- then how many jobs it created, then its job ids
     i = i + 4
     for _ = 1, ntargets do
       local waiting, id = ARGV[i], ARGV[i + 1]
@@ -120,11 +122,12 @@ while i <= #ARGV do
         redis.call('RPUSH', KEYS[2], id)
         redis.call('SET', waiting, id, 'EX', retention)
         table.insert(result, id)
+        result[2] = result[2] + 1
         created = true
       end
       i = i + PER_TARGET
     end
-    redis.call('RPUSH', delivery, unpack(result, 2))
+    redis.call('RPUSH', delivery, unpack(result, 3))
     redis.call('EXPIRE', delivery, retention)
     table.insert(replies, result)
   end
@@ -154,11 +157,13 @@ return 'requeued'
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """What the receiver answers: the delivery, its job ids, and whether it was seen before."""
+    """What the receiver answers: the delivery, its job ids, whether it was seen before, and how many
+    of its jobs it created (the others were waiting jobs it joined)."""
 
     delivery: str
     job_ids: list[str]
     seen_before: bool
+    created: int = 0
 
 
 @dataclass(slots=True)
@@ -225,8 +230,8 @@ class Enqueuer:
                 Job.redis_job_namespace_prefix, len(rq_hashes), *rq_args, *body]
         replies = self._script(keys=self._keys, args=args)
         receipts = []
-        for prepared, (flag, *ids) in zip(deliveries, replies, strict=True):
-            receipts.append(Receipt(prepared.delivery, [item.decode() for item in ids], flag == b"seen"))
+        for prepared, (flag, created, *ids) in zip(deliveries, replies, strict=True):
+            receipts.append(Receipt(prepared.delivery, [item.decode() for item in ids], flag == b"seen", created))
         return receipts
 
     def enqueue(self, source: str, repo: str, delivery: str, matches: list[Match],

@@ -117,8 +117,11 @@ class Receiver:
             return Answer(200, {"delivery": delivery, "jobs": jobs})
         jobs = [_summary(root, job_id, match.target, "queued")
                 for job_id, match in zip(receipt.job_ids, matches, strict=True)]
-        log.info("delivery=%s source=%s repo=%s jobs=%s", delivery, source, event.repo, ",".join(receipt.job_ids),
-                 extra={"delivery": delivery, "source": source})
+        # A line per job queued; a push that only joined waiting jobs (a burst) is a debug line, so log
+        # volume follows the work queued, as the syncs do. Every delivery is in /deliveries and /metrics.
+        log.log(logging.INFO if receipt.created else logging.DEBUG, "delivery=%s source=%s repo=%s jobs=%s%s",
+                delivery, source, event.repo, ",".join(receipt.job_ids), "" if receipt.created else " (joined)",
+                extra={"delivery": delivery, "source": source})
         return Answer(202, {"delivery": delivery, "jobs": jobs})
 
     def _body(self, environ: dict[str, Any]) -> bytes | None:

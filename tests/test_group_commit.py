@@ -142,3 +142,17 @@ def test_concurrent_pushes_through_the_receiver_are_all_stored_and_answered(conf
     assert stored == {f"syncbridge:delivery:c-{i}" for i in range(0, 200, 2)}  # odd ones had no route
     evalsha = redis.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
     assert 1 <= evalsha <= 100
+
+
+def test_a_line_is_logged_per_job_queued_and_a_burst_that_joins_it_logs_at_debug(
+        config: Config, redis: Redis, caplog: pytest.LogCaptureFixture) -> None:
+    client = create_app(config, redis).test_client()
+    caplog.set_level("DEBUG", logger="syncbridge.hooks")
+    for index in range(5):
+        body = push_body(after=str(index) * 40)
+        assert client.post("/hooks/github", data=body, headers=github_headers(body, delivery=f"b-{index}")
+                           ).status_code == 202
+    lines = [(record.levelname, record.getMessage()) for record in caplog.records if record.name == "syncbridge.hooks"]
+    assert [level for level, _ in lines] == ["INFO", "DEBUG", "DEBUG", "DEBUG", "DEBUG"]
+    assert lines[0][1].startswith("delivery=b-0 source=github repo=acme/widgets jobs=")
+    assert all(message.endswith("(joined)") for _, message in lines[1:])
