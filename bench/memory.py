@@ -4,7 +4,7 @@
 ``--jobs`` repositories each routed to its own Mesa target on the provider sandbox (default
 settings: a sync completes on its second poll).
 
-1. web idle: RSS of the gunicorn master and each worker; Redis ``used_memory``.
+1. web idle: RSS of granian's main process and each worker; Redis ``used_memory``.
 2. ``--jobs`` pushes (one per repository, no worker yet): Redis bytes per queued job.
 3. the worker starts and finishes them all: Redis bytes per retained completed job (the job
    record, RQ's job hash and result, the delivery id, the index entry... all kept for

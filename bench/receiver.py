@@ -3,14 +3,14 @@
 Both servers verify the same HMAC-SHA256 signature over the same GitHub push body; wrk sends it
 with a new ``X-GitHub-Delivery`` on every request (bench/wrk/signed_push.lua), so syncbridge
 stores every one as a new delivery. syncbridge runs as in production: ``syncbridge web``
-(gunicorn gthread) on an embedded Redis with AOF on. webhook (Debian's ``webhook``) runs a hook
+(granian) on an embedded Redis with AOF on. webhook (Debian's ``webhook``) runs a hook
 whose ``payload-hmac-sha256`` rule checks ``X-Hub-Signature-256`` and executes ``/bin/true``.
 
 The two alternate (``--rounds`` each, interleaved, the first server swapped every round). After
 the rounds every 2xx that syncbridge answered must be a delivery key in Redis.
 
     .venv/bin/python -m bench.receiver                # the comparison (about 80 s)
-    .venv/bin/python -m bench.receiver --sweep        # gunicorn worker class / workers / threads
+    .venv/bin/python -m bench.receiver --sweep        # server variants: threads, processes, no group commit, gunicorn
 
 Loopback only; every wrk run is bounded by ``--duration`` and ``--connections``.
 """
@@ -199,7 +199,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         base, web = stack.web(workers=args.web_workers, threads=args.web_threads)
         webhook_url, webhook = start_webhook(stack)
         servers = {"syncbridge": f"{base}/hooks/github", "webhook": webhook_url}
-        # CPU accounting: gunicorn (master and workers) plus Redis, against webhook and its /bin/true children.
+        # CPU accounting: granian (main process and workers) plus Redis, against webhook and its /bin/true children.
         pids = {"syncbridge": [web.pid, stack.redis_server.process.pid], "webhook": [webhook.pid]}
         headers, body = signed_push(f"acme/{REPO}")
         body_path = stack.dir / "body.json"
@@ -313,7 +313,7 @@ def print_comparison(result: dict[str, Any]) -> None:
 
 
 def sweep(args: argparse.Namespace) -> dict[str, Any]:
-    """syncbridge alone under each gunicorn configuration in SWEEP, same load."""
+    """syncbridge alone under each server variant in SWEEP, same load."""
     run_id = uuid.uuid4().hex[:8]
     rows = []
     with Stack("receiver-sweep", keep=args.keep) as stack:
@@ -354,7 +354,7 @@ def main() -> None:
     parser.add_argument("--light-connections", type=int, default=2)
     parser.add_argument("--web-workers", type=int, default=2, help="syncbridge web --workers")
     parser.add_argument("--web-threads", type=int, default=None, help="syncbridge web --threads (default: its own)")
-    parser.add_argument("--sweep", action="store_true", help="compare gunicorn worker classes, workers, threads")
+    parser.add_argument("--sweep", action="store_true", help="compare server variants (bench.serve)")
     parser.add_argument("--sweep-rounds", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, AOF)")
     args = parser.parse_args()
