@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import requests
+from redis import Redis
 
 from bridge.embedded import EmbeddedRedis, free_port
 from tests.conftest import environ_for, github_headers, mesa_config, sandbox_calls
@@ -109,7 +110,14 @@ def test_push_is_synced_through_real_processes(bridge_processes: str, sandbox: A
 
 
 def test_syncbridge_run_demo_and_send_test(tmp_path: Path) -> None:
-    """The README's promise: `syncbridge run` with no config, then `send-test` shows a completed job."""
+    """The README's promise: `syncbridge run` with no config, then `send-test` shows a completed job.
+
+    The data directory holds what an earlier run killed abruptly leaves: RQ's scheduler lock, which
+    would hold back every poll until it expired (10 minutes here, longer than the test waits).
+    """
+    earlier = EmbeddedRedis(tmp_path / "data" / "redis").start()
+    Redis.from_url(earlier.url).set("rq:scheduler-lock:syncbridge", "12345", ex=600)
+    earlier.stop()
     port, sandbox_port = free_port(), free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SYNCBRIDGE_", "REDIS_"))}
     env.update(PORT=str(port), SYNCBRIDGE_DATA_DIR=str(tmp_path / "data"),

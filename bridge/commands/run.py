@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import click
+from redis import Redis
+from rq.scheduler import RQScheduler
 
 from bridge import config as config_module
 from bridge.config import ConfigError
@@ -51,6 +53,7 @@ def run(host: str, port: int) -> None:
             data_dir = Path(env.get("SYNCBRIDGE_DATA_DIR", ".syncbridge"))
             redis = EmbeddedRedis(data_dir / "redis", port=free_port()).start()
             env["REDIS_URL"] = redis.url
+            _clear_scheduler_locks(redis.url)
             click.echo(f"redis      {redis.url} (embedded, append-only file in {redis.data_dir})")
         if demo:
             sandbox_port = env["SYNCBRIDGE_SANDBOX_URL"].rsplit(":", 1)[-1].strip("/")
@@ -70,6 +73,22 @@ def run(host: str, port: int) -> None:
         _stop(children)
         if redis is not None:
             redis.stop()
+
+
+def _clear_scheduler_locks(url: str) -> None:
+    """Drop RQ's scheduler locks that a run stopped abruptly left in the append-only file.
+
+    Until such a lock expires (about a minute) no worker runs RQ's scheduler, so no poll and no
+    retry is run. This Redis was started a moment ago by this command on a port of its own:
+    nobody else can hold its locks.
+    """
+    client = Redis.from_url(url)
+    try:
+        stale = list(client.scan_iter(match=RQScheduler.get_locking_key("*")))
+        if stale:
+            client.delete(*stale)
+    finally:
+        client.close()
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
