@@ -70,9 +70,7 @@ class GroupCommit(Generic[Item, Result]):
             del self._pending[: self._max_batch]
         try:
             results = self._flush([slot.item for slot in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"flush returned {len(results)} results for {len(batch)} items")
-            for slot, result in zip(batch, results, strict=True):
+            for slot, result in zip(batch, results, strict=True):  # a short answer raises here
                 slot.result = result
         except BaseException as exc:  # every request of the batch must hear of it
             for slot in batch:

@@ -48,7 +48,7 @@ def configure(redactor: Redactor | None = None, *, background: bool = False) -> 
     """Log to stderr at ``SYNCBRIDGE_LOG_LEVEL`` (INFO); every handler scrubs secrets.
 
     ``background`` (the web server) leaves scrubbing, formatting and writing to a thread of its
-    own, off the request path: the receiver logs a line per delivery. Not for processes that fork
+    own, off the request path: the receiver logs a line per job queued. Not for processes that fork
     after this (a forked child has no writer thread).
     """
     level = os.environ.get("SYNCBRIDGE_LOG_LEVEL", "INFO").upper()
@@ -62,7 +62,7 @@ def configure(redactor: Redactor | None = None, *, background: bool = False) -> 
     if redactor is not None:
         handler.addFilter(RedactingFilter(redactor))
     # No format here shows the caller's file, thread or process: skip collecting them for every
-    # record (the logging HOWTO's "Optimization"); the receiver logs a line per delivery.
+    # record (the logging HOWTO's "Optimization"); the receiver logs a line per job queued.
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()

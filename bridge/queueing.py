@@ -163,7 +163,7 @@ class Receipt:
     delivery: str
     job_ids: list[str]
     seen_before: bool
-    created: int = 0
+    created: int
 
 
 @dataclass(slots=True)
@@ -201,12 +201,11 @@ class Enqueuer:
         for match in matches:
             target = targets[match.target]
             job_id = uuid.uuid4().hex
-            key = _filter_key(match.refs)
-            lane = _lane(match.target, key)
+            lane, refs = _lane(match.target, _filter_key(match.refs))
             update = match.update or _NO_UPDATE
             values = [  # in JOB_FIELDS order
                 job_id, "queued", source, repo, update.ref, update.before, update.after, recorded_delivery,
-                match.target, target.provider, "0", created_at, trigger, _refs_json(key), lane, "1"]
+                match.target, target.provider, "0", created_at, trigger, refs, lane, "1"]
             description = f"{trigger} sync of {match.target} {repo} {update.ref}".strip()
             prepared.targets.append((_execution_timeout(target.request_timeout),
                                      [store.waiting_key(lane), job_id, description, *values]))
@@ -226,7 +225,8 @@ class Enqueuer:
                     template = self._rq_hash(timeout)
                     rq_args += [len(template), *template]
                 body += [waiting, job_id, rq_hashes[timeout], description, *values]
-        args = [self.retention, f"{now().timestamp():.6f}", utcformat(now()), store.job_key(""),
+        stamp = now()
+        args = [self.retention, f"{stamp.timestamp():.6f}", utcformat(stamp), store.job_key(""),
                 Job.redis_job_namespace_prefix, len(rq_hashes), *rq_args, *body]
         replies = self._script(keys=self._keys, args=args)
         receipts = []
@@ -290,17 +290,10 @@ def _filter_key(refs: dict[str, list[str] | None] | None) -> FilterKey:
     return tuple((kind, None if globs is None else tuple(globs)) for kind, globs in sorted(refs.items()))
 
 
-def _filter(key: FilterKey) -> dict[str, list[str] | None] | None:
-    return None if key is None else {kind: None if globs is None else list(globs) for kind, globs in key}
-
-
 @cache
-def _refs_json(key: FilterKey) -> str:
-    return json.dumps(_filter(key), separators=(",", ":"))
-
-
-@cache
-def _lane(target: str, key: FilterKey) -> str:
-    """Pushes coalesce per lane, a target and ref filter: those are all the provider call depends on."""
-    digest = hashlib.sha1(json.dumps(_filter(key), sort_keys=True).encode(), usedforsecurity=False).hexdigest()
-    return f"{target}:{digest[:12]}"
+def _lane(target: str, key: FilterKey) -> tuple[str, str]:
+    """The lane (pushes coalesce per target and ref filter: all the provider call depends on) and the
+    filter as the record stores it."""
+    refs = None if key is None else {kind: None if globs is None else list(globs) for kind, globs in key}
+    digest = hashlib.sha1(json.dumps(refs, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
+    return f"{target}:{digest[:12]}", json.dumps(refs, separators=(",", ":"))

@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -33,9 +34,6 @@ log = logging.getLogger("syncbridge.hooks")
 PREFIX = "/hooks/"
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 REDIS_DOWN = "the job store (Redis) is unavailable; nothing was stored, retry later"
-_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            405: "Method Not Allowed", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
-            500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +70,7 @@ class Receiver:
             log.exception("delivery to %s failed", path)
             answer = Answer(500, {"error": "internal error; nothing was stored"})
         body = json.dumps(answer.body, separators=(",", ":")).encode()
-        start_response(f"{answer.status} {_REASONS[answer.status]}",
+        start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}",
                        [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *answer.headers])
         return [body]
 

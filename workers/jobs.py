@@ -41,8 +41,9 @@ def sync(job_id: str | None = None) -> Retry | None:
     passed by jobs queued before that change, still in Redis after an upgrade.
     """
     ctx = context()
-    store = _store()
-    job_id = job_id or _current().id
+    current = _current()
+    store = Store(current.connection, ctx.config.retention)
+    job_id = job_id or current.id
     job = store.get(job_id)
     if job is None or job["status"] in TERMINAL:
         return None
@@ -174,6 +175,3 @@ def _current() -> Job:
         raise RuntimeError("workers.jobs.sync runs inside an RQ worker")
     return current
 
-
-def _store() -> Store:
-    return Store(_current().connection, context().config.retention)
