@@ -13,7 +13,16 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from sandbox.common import ProviderSpec, Refusal, basic_password, check_token, json_body, json_response, state
+from sandbox.common import (
+    ProviderSpec,
+    Refusal,
+    basic_password,
+    check_token,
+    json_body,
+    json_response,
+    quoting_request,
+    state,
+)
 from sandbox.state import Operation, SandboxState
 
 NAME = "azure-devops"
@@ -132,7 +141,7 @@ def _request_doc(op: Operation) -> dict[str, Any]:
         "operationId": int(op.id),
         "status": status,
         "detailedStatus": {"allSteps": _STEPS, "currentStep": step,
-                           "errorMessage": (op.error or _failure(op.outcome)) if failed else None},
+                           "errorMessage": (quoting_request(op.error) or _failure(op.outcome)) if failed else None},
         "source": op.data["source"],
         "sourceToTargetRefs": op.data["refs"] or [],
     }
