@@ -128,20 +128,25 @@ def scrub(value: Any) -> Any:
 
 
 def forms(secret: str) -> set[str]:
-    """The texts ``secret`` can leave as: itself, percent-encoded, JSON-escaped and base64'd."""
-    found = {secret}
-    for safe in _URL_SAFE:
-        found.update({quote(secret, safe=safe), quote_plus(secret, safe=safe)})
-    found.update({_PERCENT.sub(lambda m: m.group().lower(), form) for form in found})
-    for ascii_only in (True, False):
-        escaped = json.dumps(secret, ensure_ascii=ascii_only)[1:-1]
-        found.update({escaped, escaped.replace("/", "\\/"), json.dumps(escaped, ensure_ascii=ascii_only)[1:-1]})
+    """The texts ``secret`` can leave as: itself or base64'd, then JSON-escaped, then percent-encoded.
+
+    Layered, because encodings stack on the way out: a Basic-auth header (base64) quoted in a
+    JSON error, a JSON request body quoted in a link (percent-encoded).
+    """
     raw = secret.encode()
+    found = {secret, *_base64_runs(raw)}
     for prefixed in (raw, b":" + raw):  # a bare token, a Basic-auth header without a user name
         for encode in (base64.b64encode, base64.urlsafe_b64encode):
             encoded = encode(prefixed).decode()
             found.update({encoded, encoded.rstrip("=")})
-    found.update(_base64_runs(raw))
+    for text in list(found):
+        for ascii_only in (True, False):
+            escaped = json.dumps(text, ensure_ascii=ascii_only)[1:-1]
+            found.update({escaped, escaped.replace("/", "\\/"), json.dumps(escaped, ensure_ascii=ascii_only)[1:-1]})
+    for text in list(found):
+        for safe in _URL_SAFE:
+            for encoded in (quote(text, safe=safe), quote_plus(text, safe=safe)):
+                found.update({encoded, _PERCENT.sub(lambda hexed: hexed.group().lower(), encoded)})
     return found
 
 

@@ -18,6 +18,7 @@ from bridge.redact import FORGET_AFTER, MASK, Redactor
 
 TOKEN = "tok-8Rq2/Lm+Wz=5?&é\"x"  # every character an encoder treats differently
 PLAIN = "mesa-live-7fK2pX9qR4tW1zL8"
+BASIC = base64.b64encode(f":{TOKEN}".encode()).decode()
 
 
 @pytest.mark.parametrize(("form", "text"), [
@@ -37,6 +38,17 @@ PLAIN = "mesa-live-7fK2pX9qR4tW1zL8"
 ])
 def test_each_form_of_a_secret_is_masked_whole(form: str, text: str) -> None:
     assert Redactor([TOKEN])(f"before {text} after") == f"before {MASK} after", form
+
+
+@pytest.mark.parametrize(("stacked", "text", "scrubbed"), [
+    ("a Basic-auth header quoted in a link", quote(f"Authorization: Basic {BASIC}", safe=""),
+     quote("Authorization: Basic ", safe="") + MASK),
+    ("a JSON body quoted in a link", quote(json.dumps({"password": TOKEN}), safe=""),
+     quote('{"password": "', safe="") + MASK + quote('"}', safe="")),
+    ("a Basic-auth header in a JSON string", json.dumps(f"Basic {BASIC}"), f'"Basic {MASK}"'),
+])
+def test_encodings_stacked_on_the_way_out_are_masked(stacked: str, text: str, scrubbed: str) -> None:
+    assert Redactor([TOKEN])(text) == scrubbed, stacked
 
 
 @pytest.mark.parametrize("user", ["", "a", "ab", "abc", "deploy", "ops-bot"])
