@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
+from redis import Redis
 
+from bridge.embedded import EmbeddedRedis
 from bridge.logs import JsonFormatter
+from bridge.samples import signed_push
+from bridge.sources import SOURCES
+from tests.conftest import SECRET, TOKEN
+from tests.test_reliability import wait_done, web_process, worker_process
+from tests.test_worker_mesa import faults
+
+FORGED = "\n2030-01-01 00:00:00,000 INFO syncbridge.worker: job=forged target=widgets-mesa completed"
 
 
 def record(message: str, *args: object, **extra: str) -> logging.LogRecord:
@@ -82,3 +95,38 @@ def test_a_forged_line_stays_inside_its_own_and_secrets_are_masked(fmt: str) -> 
         assert " ERROR syncbridge.worker: crashed\\nTraceback (most recent call last):\\n" in lines[2]
         assert lines[2].endswith("ValueError: bad ref\\n2030-01-01 00:00:00,000 INFO syncbridge.worker: "
                                  "job=forged completed ***")
+
+
+# -- Through the real server: hostile refs are refused, hostile provider words stay on their line --------------
+
+
+def test_a_hostile_ref_is_refused_by_every_host_and_forges_no_line_of_the_real_server(
+        tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis, sandbox: Any) -> None:
+    target = {"provider": "mesa", "base_url": f"{sandbox.url}/mesa/v1", "org": "acme", "repo": "widgets",
+              "token": TOKEN, "min_interval": 0}
+    config = tmp_path / "syncbridge.yml"
+    config.write_text(json.dumps({"sources": {kind: {"kind": kind, "secret": SECRET} for kind in SOURCES},
+                                  "targets": {"widgets-mesa": target},
+                                  "routes": [{"source": kind, "repo": "**", "targets": ["widgets-mesa"]}
+                                             for kind in SOURCES]}))
+    faults(sandbox, "mesa", {"status": 500, "message": f"upstream hiccup \x1b[2J\u202e{FORGED}"})
+    with web_process(config, redis_server.url, tmp_path / "web.log") as (url, _), \
+            worker_process(config, redis_server.url, tmp_path / "worker.log"):
+        for kind in SOURCES:
+            repo = "ACME/widgets" if kind == "bitbucket-server" else "acme/widgets"
+            for ref, reason in (("refs/heads/main" + FORGED, "control character"), ("refs/heads/a..b", "'..'")):
+                headers, body = signed_push(kind, repo, ref, "0" * 40, "a" * 40, SECRET.encode())
+                answer = requests.post(f"{url}/hooks/{kind}", data=body, headers=headers, timeout=5)
+                assert answer.status_code == 400 and reason in answer.json()["error"], (kind, answer.text)
+        headers, body = signed_push("github", "acme/widgets", "refs/heads/feature/ünïcode-#1", "0" * 40, "b" * 40,
+                                    SECRET.encode())
+        accepted = requests.post(f"{url}/hooks/github", data=body, headers=headers, timeout=5)
+        assert accepted.status_code == 202, accepted.text
+        assert wait_done(url, accepted.json()["jobs"][0]["id"], 30)["status"] == "completed"  # after the 500
+        assert [job["ref"] for job in requests.get(f"{url}/jobs", timeout=5).json()["jobs"]] == [
+            "refs/heads/feature/ünïcode-#1"]
+    logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("web", "worker")}
+    assert "upstream hiccup \\x1b[2J\\u202e" in logs["worker"]  # the provider's words, escaped, on our line
+    for name, text in logs.items():
+        assert not re.search(r"^2030-01-01", text, re.MULTILINE), name
+        assert not any(char in text for char in "\x1b\u202e\r"), name
