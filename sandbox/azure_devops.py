@@ -13,16 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from sandbox.common import (
-    ProviderSpec,
-    Refusal,
-    basic_password,
-    check_token,
-    json_body,
-    json_response,
-    quoting_request,
-    state,
-)
+from sandbox.common import ProviderSpec, Refusal, basic_password, check_token, json_body, json_response, state
 from sandbox.state import Operation, SandboxState
 
 NAME = "azure-devops"
@@ -141,7 +132,7 @@ def _request_doc(op: Operation) -> dict[str, Any]:
         "operationId": int(op.id),
         "status": status,
         "detailedStatus": {"allSteps": _STEPS, "currentStep": step,
-                           "errorMessage": (quoting_request(op.error) or _failure(op.outcome)) if failed else None},
+                           "errorMessage": (op.error or _failure(op.outcome)) if failed else None},
         "source": op.data["source"],
         "sourceToTargetRefs": op.data["refs"] or [],
     }

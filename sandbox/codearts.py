@@ -18,17 +18,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from sandbox.common import (
-    ProviderSpec,
-    Refusal,
-    check_token,
-    iso,
-    json_body,
-    json_response,
-    quoting_request,
-    reason,
-    state,
-)
+from sandbox.common import ProviderSpec, Refusal, check_token, iso, json_body, json_response, reason, state
 from sandbox.state import IAM_CREDENTIAL, RepoSummary, SandboxState
 
 NAME = "codearts"
@@ -144,6 +134,6 @@ def _status(repo: RepoSummary) -> dict[str, Any]:
         "last_update_at": iso(repo.last_finished.finished_at) if repo.last_finished else None,
         "last_successful_update_at": iso(repo.last_success.finished_at) if repo.last_success else None,
         "number_of_failures": repo.failures,
-        "last_error": (quoting_request(latest.error) or "git fetch failed: could not read from the remote repository")
+        "last_error": (latest.error or "git fetch failed: could not read from the remote repository")
         if latest is not None and latest.failed else None,
     }

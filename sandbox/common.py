@@ -7,10 +7,11 @@ so that a request to a path the provider does not have is logged and answered in
 provider's own error shape too, like the real service would.
 
 Some services quote back what they were sent, credentials included, in an error message or a
-mirror's last error. ``{request}`` in a fault's ``message``, or in the ``error`` setting that
-a failed operation reports, stands for :func:`request_echo`: the request's credential headers
-and body as sent, then all of it again percent-encoded, as in a "sign in again" link. That is how
-the secrets suite makes every provider quote our tokens, minted ones included, at the bridge.
+mirror's last error. ``{request}`` anywhere in an answer (written in a fault's ``message``, or in
+the ``error`` setting a failed operation reports) becomes :func:`request_echo` on the way out:
+the request's credential headers and body as sent, then all of it again percent-encoded, as in a
+"sign in again" link. That is how the secrets suite makes every provider quote our tokens,
+minted ones included, at the bridge.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def install(app: Flask, specs: list[ProviderSpec]) -> None:
             if g.get("sandbox_retry_after") is not None:
                 response.headers["Retry-After"] = g.sandbox_retry_after
             state().finish_call(call, response.status_code)
+        if REQUEST_PLACEHOLDER.encode() in response.get_data():  # inside a JSON string: escape it as one
+            echo = json.dumps(request_echo())[1:-1].encode()
+            response.set_data(response.get_data().replace(REQUEST_PLACEHOLDER.encode(), echo))
         return response
 
     @app.errorhandler(Refusal)
@@ -149,7 +153,7 @@ def _apply_fault(spec: ProviderSpec, fault: dict[str, Any] | None) -> Response |
     status = fault.get("status")
     if status is None or status < 400:
         return None  # a timeout, or "answer normally but add Retry-After" (Azure's soft throttling)
-    return spec.error_for_request()(int(status), quoting_request(fault.get("message")))
+    return spec.error_for_request()(int(status), fault.get("message"))
 
 
 def request_echo() -> str:
@@ -161,11 +165,6 @@ def request_echo() -> str:
         sent.append(f"body: {body}")
     text = "; ".join(sent) or "no credentials"
     return f"you sent {text} (sign in again: https://login.example/?request={quote(text, safe='')})"
-
-
-def quoting_request(text: str | None) -> str | None:
-    """``text`` with ``{request}`` replaced by :func:`request_echo`."""
-    return text.replace(REQUEST_PLACEHOLDER, request_echo()) if text and REQUEST_PLACEHOLDER in text else text
 
 
 def _seconds(value: float) -> str:

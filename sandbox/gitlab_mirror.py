@@ -23,7 +23,6 @@ from sandbox.common import (
     empty_response,
     iso,
     json_response,
-    quoting_request,
     raw_path,
     reason,
     state,
@@ -113,5 +112,5 @@ def _last_error(latest: Operation | None) -> str | None:
     if latest is None or not latest.failed:
         return None
     if latest.outcome == "canceled":
-        return quoting_request(latest.error)
-    return quoting_request(latest.error) or "Error fetching remote: could not read from remote repository"
+        return latest.error
+    return latest.error or "Error fetching remote: could not read from remote repository"

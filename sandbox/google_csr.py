@@ -19,16 +19,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from sandbox.common import (
-    ProviderSpec,
-    Refusal,
-    check_token,
-    iso,
-    json_response,
-    quoting_request,
-    scheme_token,
-    state,
-)
+from sandbox.common import ProviderSpec, Refusal, check_token, iso, json_response, scheme_token, state
 from sandbox.state import MintedToken, Operation, SandboxState
 
 NAME = "google-csr"
@@ -170,8 +161,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     if done and op.succeeded:
         body["response"] = {"@type": _EMPTY_TYPE}
     elif done:
-        message = quoting_request(op.error) or "Failed to sync the repository from its mirror."
-        body["error"] = {"code": 9, "message": message, "details": []}
+        body["error"] = {"code": 9, "message": op.error or "Failed to sync the repository from its mirror.",
+                         "details": []}
     return body
 
 

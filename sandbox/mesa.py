@@ -20,7 +20,6 @@ from sandbox.common import (
     iso,
     json_body,
     json_response,
-    quoting_request,
     reason,
     scheme_token,
     state,
@@ -119,7 +118,7 @@ def _sync(op: Operation) -> dict[str, Any]:
         "attempt": 1,
         "ref_globs": op.data["ref_globs"],
         "stats": {"refs": op.data["refs"]} if status == "completed" else None,
-        "error": (quoting_request(op.error) or "upstream fetch failed: could not read from remote repository")
+        "error": (op.error or "upstream fetch failed: could not read from remote repository")
         if status == "failed" else None,
         "created_at": iso(op.created_at),
         "started_at": iso(op.started_at),
