@@ -53,6 +53,7 @@ def _check_online(config: config_module.Config) -> bool:
     from workers.providers.base import Http, ProviderError
 
     redact.register(*config.secret_values())  # tokens minted by the checks register themselves
+    configure()  # what a library logs meanwhile is scrubbed too
     healthy = True
     for name, target in config.targets.items():
         try:
@@ -81,6 +82,7 @@ def sweep(dry_run: bool) -> None:
         raise click.ClickException(str(exc)) from None
     if not any(source.api for source in config.sources.values()):
         raise click.ClickException("no source has an `api:` block; nothing to sweep")
+    configure()
     reports = sweep_all(config, Store(connect(), config.retention), dry_run=dry_run)
     if not reports:
         raise click.ClickException("another sweep is running; try again in a minute")
