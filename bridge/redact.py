@@ -87,9 +87,12 @@ class Redactor:
                     variants, matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_LONGEST) if variants else None
 
     def merge(self, other: Redactor) -> None:
-        """Mask ``other``'s secrets too, with their expiries."""
-        for secret, until in list(other._expiry.items()):
-            self.add(secret, expires_at=until)
+        """Mask ``other``'s secrets too, with their expiries (the lasting ones in one rebuild)."""
+        secrets = list(other._expiry.items())
+        self.add(*(secret for secret, until in secrets if until is None))
+        for secret, until in secrets:
+            if until is not None:
+                self.add(secret, expires_at=until)
 
     def __call__(self, text: str) -> str:
         matcher = self._matcher
