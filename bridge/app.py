@@ -33,7 +33,8 @@ class Bridge:
     store: Store
     enqueuer: Enqueuer
     commits: GroupCommit[Delivery, Receipt]  # the receiver's deliveries, many per Redis round trip
-    api_token: str | None
+    api_token: str | None  # None: protected mode (bridge.views.auth)
+    metrics_token: str | None  # opens /metrics alone
 
 
 def current() -> Bridge:
@@ -46,7 +47,7 @@ def create_app(config: Config | None = None, redis: Redis | None = None) -> Flas
     ``/hooks/<source>`` is served by :class:`bridge.receiver.Receiver` ahead of Flask, which
     serves the rest; both behind ProxyFix, so job URLs use the host and scheme the client used.
     """
-    from bridge.views import dashboard, health, jobs, metrics
+    from bridge.views import auth, dashboard, health, jobs, metrics
 
     config = config or config_module.load()
     redis = redis or connect()
@@ -55,14 +56,18 @@ def create_app(config: Config | None = None, redis: Redis | None = None) -> Flas
     app.json.sort_keys = False
     token = os.environ.get("SYNCBRIDGE_API_TOKEN") or None
     if token is None:
-        log.warning("SYNCBRIDGE_API_TOKEN is not set: /jobs, /deliveries and the dashboard are open to anyone")
+        log.warning("SYNCBRIDGE_API_TOKEN is not set: protected mode, the dashboard, /jobs, /deliveries and "
+                    "/metrics answer only clients on this machine")
     enqueuer = Enqueuer(redis, config.retention)
-    bridge = Bridge(config, redis, Store(redis, config.retention), enqueuer, GroupCommit(enqueuer.commit), token)
+    bridge = Bridge(config, redis, Store(redis, config.retention), enqueuer, GroupCommit(enqueuer.commit), token,
+                    os.environ.get("SYNCBRIDGE_METRICS_TOKEN") or None)
     app.extensions["syncbridge"] = bridge
     receiver = Receiver(bridge, app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     app.wsgi_app = ProxyFix(receiver, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
     for blueprint in (jobs.bp, health.bp, dashboard.bp, metrics.bp):
         app.register_blueprint(blueprint)
+    app.before_request(auth.guard)  # every route is guarded unless it is marked public
+    app.after_request(auth.secure_headers)
 
     @app.errorhandler(RedisError)
     def redis_down(exc: RedisError):  # never a 2xx for work that was not stored

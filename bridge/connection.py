@@ -1,20 +1,24 @@
 """The Redis connection both processes use, from ``REDIS_TLS_URL`` or ``REDIS_URL``.
 
 Short timeouts on the web side turn a dead Redis into a prompt 503 instead of a hung request.
-Heroku Redis presents a self-signed certificate, so ``rediss://`` skips verification (the
-argument is only valid for TLS URLs).
+``rediss://`` verifies the server's certificate and name unless the operator chose otherwise
+(:func:`tls_options`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from functools import cache
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
+log = logging.getLogger("syncbridge.redis")
 
 class NoRedis(RuntimeError):
     """Neither REDIS_TLS_URL nor REDIS_URL is set."""
@@ -41,8 +45,32 @@ def connect(url: str | None = None, *, blocking: bool = False) -> Redis:
         "retry_on_timeout": False,
     }
     if url.startswith("rediss://"):
-        options["ssl_cert_reqs"] = None
+        options.update(tls_options(url))
     return Redis.from_url(url, **options)
+
+
+def tls_options(url: str) -> dict[str, object]:
+    """Certificate checks for a ``rediss://`` URL: verified, unless the operator chose otherwise.
+
+    Two explicit choices skip verification: ``?ssl_cert_reqs=none`` in the URL, and Heroku's
+    ``REDIS_TLS_URL`` (Heroku Redis presents a self-signed certificate, and setting that variable
+    is Heroku's way of saying so). Either is said once in the log. A URL's own ``ssl_cert_reqs``
+    or ``ssl_ca_certs`` (a private CA) is redis-py's to apply and wins over these options.
+    """
+    asked = parse_qs(urlsplit(url).query).get("ssl_cert_reqs", [""])[-1]
+    if asked == "none":
+        _unverified("the Redis URL says ssl_cert_reqs=none")
+        return {}
+    if not asked and url == os.environ.get("REDIS_TLS_URL"):
+        _unverified("it comes from REDIS_TLS_URL (Heroku Redis presents a self-signed certificate)")
+        return {"ssl_cert_reqs": None}
+    return {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+
+
+@cache
+def _unverified(why: str) -> None:
+    """Once per process and reason: the log should say it, not repeat it for every client."""
+    log.warning("Redis over TLS without verifying its certificate: %s", why)
 
 
 class ScriptRunner:
