@@ -59,16 +59,16 @@ def tls_options(url: str) -> dict[str, object]:
     """
     asked = parse_qs(urlsplit(url).query).get("ssl_cert_reqs", [""])[-1]
     if asked == "none":
-        _unverified("the Redis URL says ssl_cert_reqs=none")
+        warn_unverified("the Redis URL says ssl_cert_reqs=none")
         return {}
     if not asked and url == os.environ.get("REDIS_TLS_URL"):
-        _unverified("it comes from REDIS_TLS_URL (Heroku Redis presents a self-signed certificate)")
+        warn_unverified("it comes from REDIS_TLS_URL (Heroku Redis presents a self-signed certificate)")
         return {"ssl_cert_reqs": None}
     return {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
 
 
 @cache
-def _unverified(why: str) -> None:
+def warn_unverified(why: str) -> None:
     """Once per process and reason: the log should say it, not repeat it for every client."""
     log.warning("Redis over TLS without verifying its certificate: %s", why)
 

@@ -3,6 +3,9 @@
 (function () {
   const form = document.getElementById("filters");
   const status = document.getElementById("updated");
+  // Relative to the page without the user:password a URL like http://ops:TOKEN@host/ carries:
+  // fetch refuses such URLs, and the browser already holds those credentials for this origin.
+  const api = (path) => new URL(path, location.origin + location.pathname);
   const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
   const duration = (job) => {
     if (!job.started_at) return "";
@@ -22,7 +25,7 @@
   async function refresh() {
     const params = new URLSearchParams(new FormData(form));
     try {
-      const response = await fetch("dashboard.json?" + params, {credentials: "same-origin"});
+      const response = await fetch(api("dashboard.json?" + params), {credentials: "same-origin"});
       if (!response.ok) throw new Error(response.status);
       const data = await response.json();
       document.getElementById("jobs").innerHTML = data.jobs.length ? data.jobs.map(row).join("")
@@ -38,7 +41,7 @@
   // Bearer token, because a page on another site cannot send it (see docs/SECURITY.md).
   async function retryJob(button) {
     button.disabled = true;
-    const response = await fetch("jobs/" + encodeURIComponent(button.dataset.retry) + "/retry", {
+    const response = await fetch(api("jobs/" + encodeURIComponent(button.dataset.retry) + "/retry"), {
       method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"}, body: "{}",
     });
     if (!response.ok) {
