@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bridge.connection import connect, warn_unverified
 from bridge.embedded import free_port
+from tests.test_end_to_end import stop
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -89,8 +90,7 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSRedis]:
                 raise AssertionError(f"redis-server with TLS did not start: {output[-500:]}") from None
             time.sleep(0.05)
     yield TLSRedis(port, folder / "ca.pem")
-    process.terminate()
-    process.wait(timeout=10)
+    stop(process)
 
 
 def refused(url: str) -> str:

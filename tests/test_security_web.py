@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
@@ -29,7 +30,7 @@ from bridge.samples import signed_push
 from bridge.store import Store
 from tests.conftest import SECRET, environ_for, mesa_config
 from tests.driver import drive
-from tests.test_end_to_end import wait_for
+from tests.test_end_to_end import stop, wait_for
 
 API_TOKEN = "api-token-0123456789abcdef"
 METRICS_TOKEN = "metrics-token-0123456789ab"
@@ -214,8 +215,7 @@ def web_on_all_interfaces(config: str | Path, redis_url: str, log: Path, **env: 
         wait_for(f"http://127.0.0.1:{port}/readyz", timeout=30)
         yield port
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process)
 
 
 @pytest.fixture
@@ -252,3 +252,9 @@ def test_a_real_web_process_refuses_a_peer_on_the_network(web: int) -> None:
     assert requests.get(f"{outside}/healthz", timeout=10).status_code == 200
     headers, body = signed_push("github", "acme/widgets", "refs/heads/main", "0" * 40, "c" * 40, SECRET.encode())
     assert requests.post(f"{outside}/hooks/github", data=body, headers=headers, timeout=10).status_code == 202
+
+
+def test_compose_publishes_the_web_port_on_loopback_only_and_redis_not_at_all() -> None:
+    services = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text())["services"]
+    assert services["web"]["ports"] == ["127.0.0.1:8000:8000"]
+    assert "ports" not in services["redis"] and "ports" not in services["worker"]
