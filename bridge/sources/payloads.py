@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import orjson
+
 from bridge.events import BadPayload, RefUpdate, UnsupportedMediaType
 
 JSON = "application/json"
@@ -59,9 +61,12 @@ def load(content_type: str | None, body: bytes, *, host: str, form: bool = False
         accepted = f"{JSON} or {FORM}" if form else JSON
         raise UnsupportedMediaType(f"{host} sends {accepted}, not {mimetype or 'no content type'}")
     try:
-        payload = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise BadPayload(f"body is not JSON: {exc}") from None
+        payload = orjson.loads(text)
+    except orjson.JSONDecodeError:  # stricter than the standard library: let it decide, and say why
+        try:
+            payload = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise BadPayload(f"body is not JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise BadPayload("body is not a JSON object")
     return payload
