@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from bridge.sources import SOURCES
 
 log = logging.getLogger("syncbridge.hooks")
 PREFIX = "/hooks/"
+WARN_EVERY = 10.0  # seconds: a source's rejections are logged as a warning at most this often
 REDIS_DOWN = "the job store (Redis) is unavailable; nothing was stored, retry later"
 
 
@@ -59,6 +61,7 @@ class Hooks:
         self.config = config
         self.enqueuer = enqueuer
         self.secrets = {name: source.secret_list() for name, source in config.sources.items()}
+        self._warned: dict[str, float] = {}  # source -> when its last rejection was logged as a warning
 
     def check(self, source: str, headers: Mapping[str, str], body: bytes) -> Answer | Accepted:
         """Everything but the store: an answer now, or the delivery to store."""
@@ -69,7 +72,7 @@ class Hooks:
         try:
             host.verify(headers, body, self.secrets[source])
         except Unauthorized as exc:
-            log.warning("source=%s rejected: %s", source, exc, extra={"source": source})
+            log.log(self._rejection_level(source), "source=%s rejected: %s", source, exc, extra={"source": source})
             return Answer(401, {"error": str(exc)}, outcome="unauthorized")
         # Hosts sign the bytes they send and none compresses them; checked after the signature, so
         # an unsigned request is a 401 whatever its headers.
@@ -94,6 +97,19 @@ class Hooks:
         delivery = event.delivery or "sha256-" + hashlib.sha256(body).hexdigest()
         prepared = self.enqueuer.prepare(source, event.repo, delivery, matches, self.config.targets)
         return Accepted(source, event.repo, prepared, tuple(match.target for match in matches))
+
+    def _rejection_level(self, source: str) -> int:
+        """WARNING for the first rejection of a source in ``WARN_EVERY`` seconds, DEBUG for the rest.
+
+        Anyone can send forged deliveries as fast as they like; the operator needs to hear that
+        a source is being rejected (a wrong secret), not one line per request. Every rejection
+        is still counted in /metrics (``webhooks_received{outcome="unauthorized"}``).
+        """
+        now = time.monotonic()
+        if now - self._warned.get(source, -WARN_EVERY) < WARN_EVERY:
+            return logging.DEBUG
+        self._warned[source] = now
+        return logging.WARNING
 
     def answer(self, accepted: Accepted, receipt: Receipt, job_url_root: str) -> Answer:
         """The 202 for a stored delivery, or the 200 of one seen before (its jobs as they are now)."""
