@@ -69,17 +69,15 @@ class Hooks:
         if settings is None:
             return Answer(404, {"error": f"unknown source {source!r}"})
         host = SOURCES[settings.kind]
+        encoding = headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):  # hosts sign the bytes they send; none compresses them
+            return Answer(415, {"error": f"Content-Encoding {encoding} is not accepted: send the body as is"},
+                          outcome="unsupported_media_type")
         try:
             host.verify(headers, body, self.secrets[source])
         except Unauthorized as exc:
             log.log(self._rejection_level(source), "source=%s rejected: %s", source, exc, extra={"source": source})
             return Answer(401, {"error": str(exc)}, outcome="unauthorized")
-        # Hosts sign the bytes they send and none compresses them; checked after the signature, so
-        # an unsigned request is a 401 whatever its headers.
-        encoding = headers.get("Content-Encoding", "").strip().lower()
-        if encoding not in ("", "identity"):
-            return Answer(415, {"error": f"Content-Encoding {encoding} is not accepted: send the body as is"},
-                          outcome="unsupported_media_type")
         try:
             event = host.parse(headers, body)
         except UnsupportedMediaType as exc:
