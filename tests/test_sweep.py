@@ -108,7 +108,6 @@ def test_a_push_missed_while_the_bridge_was_down_is_synced_after_it_starts(
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and requests.get(f"{url}/deliveries/{missed}", timeout=5).status_code != 200:
             time.sleep(0.2)
-        print("DELIVERIES", standin.deliveries, requests.get(f"{url}/deliveries/{missed}", timeout=5).text)
         jobs = requests.get(f"{url}/deliveries/{missed}", timeout=5).json()["jobs"]
         record = wait_until_done(f"{url}/jobs/{jobs[0]['id']}")
     assert record["status"] == "completed" and record["after"] == "9" * 40
