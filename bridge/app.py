@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import config as config_module
+from bridge import redact
 from bridge.config import Config
 from bridge.connection import connect
 from bridge.hooks import REDIS_DOWN, Hooks
@@ -59,9 +60,11 @@ def create_app(config: Config | None = None, redis: Redis | None = None) -> Flas
     if token is None:
         log.warning("SYNCBRIDGE_API_TOKEN is not set: protected mode, the dashboard, /jobs, /deliveries and "
                     "/metrics answer only clients on this machine")
+    metrics_token = os.environ.get("SYNCBRIDGE_METRICS_TOKEN") or None
+    redact.register(*(secret for secret in (token, metrics_token) if secret))  # never in a log line either
     enqueuer = Enqueuer(redis, config.retention)
     bridge = Bridge(config, redis, Store(redis, config.retention), enqueuer, Hooks(config, enqueuer), token,
-                    os.environ.get("SYNCBRIDGE_METRICS_TOKEN") or None)
+                    metrics_token)
     app.extensions["syncbridge"] = bridge
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
     for blueprint in (hooks.bp, jobs.bp, health.bp, dashboard.bp, metrics.bp):
