@@ -1,14 +1,17 @@
 """The Redis connection both processes use, from ``REDIS_TLS_URL`` or ``REDIS_URL``.
 
 Short timeouts on the web side turn a dead Redis into a prompt 503 instead of a hung request.
-Heroku Redis presents a self-signed certificate, so ``rediss://`` skips verification (the
-argument is only valid for TLS URLs).
+``rediss://`` verifies the server's certificate and name unless the operator chose otherwise
+(:func:`tls_options`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from functools import cache
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import hiredis
 from redis import Redis
@@ -18,6 +21,8 @@ from redis.commands.core import Script
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger("syncbridge.redis")
 
 
 class NoRedis(RuntimeError):
@@ -44,8 +49,32 @@ def options(url: str, *, blocking: bool = False) -> dict[str, Any]:
         "retry_on_timeout": False,
     }
     if url.startswith("rediss://"):
-        settings["ssl_cert_reqs"] = None
+        settings.update(tls_options(url))
     return settings
+
+
+def tls_options(url: str) -> dict[str, Any]:
+    """Certificate checks for a ``rediss://`` URL: verified, unless the operator chose otherwise.
+
+    Two explicit choices skip verification: ``?ssl_cert_reqs=none`` in the URL, and Heroku's
+    ``REDIS_TLS_URL`` (Heroku Redis presents a self-signed certificate, and setting that variable
+    is Heroku's way of saying so). Either is said once in the log. A URL's own ``ssl_cert_reqs``
+    or ``ssl_ca_certs`` (a private CA) is redis-py's to apply and wins over these options.
+    """
+    asked = parse_qs(urlsplit(url).query).get("ssl_cert_reqs", [""])[-1]
+    if asked == "none":
+        warn_unverified("the Redis URL says ssl_cert_reqs=none")
+        return {}
+    if not asked and url == os.environ.get("REDIS_TLS_URL"):
+        warn_unverified("it comes from REDIS_TLS_URL (Heroku Redis presents a self-signed certificate)")
+        return {"ssl_cert_reqs": None}
+    return {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+
+
+@cache
+def warn_unverified(why: str) -> None:
+    """Once per process and reason: the log should say it, not repeat it for every client."""
+    log.warning("Redis over TLS without verifying its certificate: %s", why)
 
 
 def connect(url: str | None = None, *, blocking: bool = False) -> Redis:

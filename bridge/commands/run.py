@@ -54,7 +54,7 @@ def run(host: str, port: int) -> None:
             redis = EmbeddedRedis(data_dir / "redis", port=free_port()).start()
             env["REDIS_URL"] = redis.url
             _clear_scheduler_locks(redis.url)
-            click.echo(f"redis      {redis.url} (embedded, append-only file in {redis.data_dir})")
+            click.echo(f"redis      {redis.address} (embedded, with a password; append-only file in {redis.data_dir})")
         if demo:
             sandbox_port = env["SYNCBRIDGE_SANDBOX_URL"].rsplit(":", 1)[-1].strip("/")
             children.append(("sandbox", _spawn(["sandbox", "--port", sandbox_port], env)))

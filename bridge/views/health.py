@@ -1,4 +1,4 @@
-"""Liveness and readiness: ``/healthz`` never touches Redis, ``/readyz`` always does."""
+"""Liveness and readiness, open to anyone: ``/healthz`` never touches Redis, ``/readyz`` always does."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ from flask import Blueprint, jsonify
 from redis.exceptions import RedisError
 
 from bridge.app import current
+from bridge.views.auth import public
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@public
 def healthz():
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
+@public
 def readyz():
     try:
         current().redis.ping()
