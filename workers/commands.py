@@ -34,14 +34,13 @@ def worker(burst: bool, processes: int) -> None:
 @click.option("--online", is_flag=True, help="also make one harmless authenticated call to each target")
 def check(online: bool) -> None:
     """Validate the config (file, key and reason for each problem); exit 1 if it is unusable."""
-    path = config_module.config_path()
     try:
-        config = config_module.load(path)
+        config = config_module.load()
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(problem, err=True)
         sys.exit(1)
-    click.echo(f"{path}: OK: {len(config.sources)} sources, {len(config.targets)} targets, "
+    click.echo(f"{config.path}: OK: {len(config.sources)} sources, {len(config.targets)} targets, "
                f"{len(config.routes)} routes")
     if online and not _check_online(config):
         sys.exit(1)
