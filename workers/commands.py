@@ -17,8 +17,13 @@ from bridge.logs import configure
 @click.option("--processes", type=click.IntRange(1, 64), default=lambda: int(os.environ.get(
     "SYNCBRIDGE_WORKER_PROCESSES", 2)), show_default="$SYNCBRIDGE_WORKER_PROCESSES or 2",
     help="worker processes (a slow provider then cannot hold up the others)")
-def worker(burst: bool, processes: int) -> None:
+@click.option("--check", "health_check", is_flag=True,
+              help="only check: exit 0 if a worker on this host is alive and heartbeating (a health check)")
+def worker(burst: bool, processes: int, health_check: bool) -> None:
     """Run RQ workers with their scheduler: trigger syncs and follow them to their end."""
+    if health_check:
+        _check_worker()
+        return
     from workers.context import context
     from workers.worker import run
 
@@ -28,6 +33,28 @@ def worker(burst: bool, processes: int) -> None:
         raise click.ClickException(str(exc)) from None
     configure(ctx.redact)
     run(burst=burst, processes=processes)
+
+
+def _check_worker() -> None:
+    """Say whether this host's worker lives, from RQ's own registry; exit 1 if not (or Redis is down)."""
+    import socket
+
+    from redis.exceptions import RedisError
+
+    from bridge.connection import NoRedis, address, connect, problem
+    from workers.worker import ALIVE_WITHIN, live_workers
+
+    try:
+        redis = connect()
+        workers = live_workers(redis)
+    except NoRedis as exc:
+        raise click.ClickException(str(exc)) from None
+    except RedisError as exc:
+        raise click.ClickException(f"redis at {address(redis)}: {problem(exc)}") from None
+    if not workers:
+        raise click.ClickException(f"no worker on {socket.gethostname()} has sent a heartbeat in the last"
+                                   f" {ALIVE_WITHIN} s")
+    click.echo(f"{len(workers)} worker processes alive on {socket.gethostname()}")
 
 
 @click.command()
