@@ -134,6 +134,8 @@ def test_every_child_ends_and_the_ports_are_free(running: Run, how: str) -> None
 
 
 def test_a_child_that_dies_stops_the_rest(running: Run) -> None:
+    # The start-up hint works as printed, off port 8000 too (the demo has one source: no --source).
+    assert f"\n  .venv/bin/syncbridge send-test --url http://127.0.0.1:{running.web_port}\n" in running.text()
     worker = next(p for p in running.started() if p.cmdline()[-1] == "worker" and p.ppid() == running.process.pid)
     worker.kill()
     assert_all_gone(running)

@@ -105,11 +105,13 @@ def run(host: str, port: int) -> None:
         children.append(_spawn("worker", [], env))
         url = _local_url(host, port)
         click.echo(f"web        {url}  (config: {config.path}{', demo' if demo else ''})")
-        options = "" if len(config.sources) == 1 else f" --source {next(iter(config.sources), 'github')}"
+        several = len(config.sources) > 1
+        options = f" --source {next(iter(config.sources))}" if several else ""
         options += "" if port == DEFAULT_PORT else f" --url {url}"
         click.echo(f"\nsyncbridge is running. Send a signed test push from another terminal:\n"
                    f"  .venv/bin/syncbridge send-test{options}"
-                   f"   (sources: {', '.join(config.sources)})\nCtrl-C stops everything.")
+                   + (f"   (sources: {', '.join(config.sources)})" if several else "")
+                   + "\nCtrl-C stops everything.")
         _wait(children)
     except KeyboardInterrupt:
         pass
