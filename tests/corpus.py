@@ -43,7 +43,7 @@ class Case:
 
     @property
     def id(self) -> str:
-        return f"{self.host}/{self.name or self.file.removesuffix('.json')}"
+        return f"{self.host}/{self.name or Path(self.file).stem}"
 
     def payload(self) -> bytes:
         return (FIXTURES / self.host / self.file).read_bytes()

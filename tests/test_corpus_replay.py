@@ -144,7 +144,10 @@ def params() -> list[Any]:
 
 def test_the_manifest_names_every_payload_and_every_host() -> None:
     listed = {(case.host, case.file) for case in CASES}
-    on_disk = {(path.parent.name, path.name) for path in FIXTURES.glob("*/*.json")}
+    on_disk = set()
+    for path in [*FIXTURES.glob("*/*.json"), *FIXTURES.glob("*/corpus/*.json")]:
+        host, *within = path.relative_to(FIXTURES).parts
+        on_disk.add((host, "/".join(within)))
     assert listed == on_disk
     assert {case.host for case in CASES} == {"github", "gitlab", "gitea", "forgejo", "bitbucket-server",
                                               "bitbucket-cloud"}
