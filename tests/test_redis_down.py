@@ -76,14 +76,14 @@ def test_the_worker_waits_for_redis_in_one_line_then_starts(tmp_path: Path, env:
     log = tmp_path / "worker.log"
     down = worker_check(env)
     assert down.returncode == 1
-    assert down.stderr == f"Error: redis at redis://:***@127.0.0.1:{port}/0: {REFUSED}\n"
+    assert down.stderr == f"Error: redis at redis://***@127.0.0.1:{port}/0: {REFUSED}\n"
     with process(["worker", "--processes", "2"], env, log) as worker:
         until(lambda: "retrying" in log.read_text(), 30, "the worker's line about Redis")
         time.sleep(5)  # what it says while it waits: before, 2,210 lines of tracebacks in 20 s
         assert worker.poll() is None
         waiting = log.read_text()
         assert waiting.splitlines()[-1].endswith(
-            f"ERROR syncbridge.worker: redis at redis://:***@127.0.0.1:{port}/0: {REFUSED};"
+            f"ERROR syncbridge.worker: redis at redis://***@127.0.0.1:{port}/0: {REFUSED};"
             " retrying with backoff (every 30 s at most)"), waiting
         assert len(waiting.splitlines()) == 1 and PASSWORD not in waiting
 

@@ -71,14 +71,14 @@ def sync(job_id: str | None = None) -> Retry | None:
             store.increment(job_id, "polls")
             remote = provider.poll(target, job, Remote.from_json(job["remote"]), http)
     except Transient as exc:
-        return _after_transient(store, job, target.retries, target.timeout, ctx.redact(exc.reason), exc.retry_after)
+        return _after_transient(store, job, target.retries, target.timeout, exc.reason, exc.retry_after)
     except Permanent as exc:
-        return _end(store, job_id, "failed", ctx.redact(exc.reason))
+        return _end(store, job_id, "failed", exc.reason)
     store.update(job_id, remote=remote.to_json(), errors=0)
     if remote.state == "completed":
         return _end(store, job_id, "completed")
     if remote.state == "failed":
-        return _end(store, job_id, "failed", ctx.redact(remote.error or f"provider status {remote.status}"))
+        return _end(store, job_id, "failed", remote.error or f"provider status {remote.status}")
     if _elapsed(job) > target.timeout:
         return _end(store, job_id, "failed",
                     f"gave up after {int(target.timeout)}s: the provider still says {remote.status!r}")
@@ -100,7 +100,7 @@ def on_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseExcepti
     store = Store(connection, context().config.retention)
     record = store.get(job.id)
     if record is not None and record["status"] not in TERMINAL:
-        _end(store, job.id, "failed", context().redact(f"worker error: {exc_type.__name__}: {exc_value}"))
+        _end(store, job.id, "failed", f"worker error: {exc_type.__name__}: {exc_value}")
 
 
 def _after_transient(store: Store, job: dict[str, Any], retries: int, timeout: float, reason: str,

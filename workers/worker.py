@@ -26,8 +26,10 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
+from rq.job import Job
 from rq.worker_pool import WorkerPool
 
+from bridge import redact
 from bridge.connection import address, connect, problem
 from bridge.queueing import NOTIFY_QUEUE_NAME, QUEUE_NAME
 from workers.context import context
@@ -52,6 +54,11 @@ class SyncWorker(SimpleWorker):
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
         kwargs.setdefault("job_monitoring_interval", JOB_MONITORING_INTERVAL)
         super().__init__(*args, **kwargs)
+
+    def handle_job_failure(self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = "",
+                           execution: Any = None) -> None:
+        """RQ keeps a failed execution's traceback in Redis: scrubbed first, like all we store."""
+        super().handle_job_failure(job, queue, started_job_registry, redact.scrub(exc_string), execution)
 
 
 def run(burst: bool = False, processes: int = 1, redis_url: str | None = None) -> None:
