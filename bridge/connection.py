@@ -18,8 +18,15 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.commands.core import Script
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("syncbridge.redis")
@@ -123,3 +130,36 @@ class AsyncScript:
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.disconnect()
+
+
+def address(redis: Redis) -> str:
+    """Where ``redis`` connects, for a log line: built from its settings, so no password can show.
+
+    Credentials show as ``***@``, as the log scrubber masks any URL's userinfo.
+    """
+    settings = redis.connection_pool.connection_kwargs
+    scheme = {"SSLConnection": "rediss", "UnixDomainSocketConnection": "unix"}.get(
+        redis.connection_pool.connection_class.__name__, "redis")
+    auth = "***@" if settings.get("password") or settings.get("username") else ""
+    where = settings.get("path") or f"{settings.get('host')}:{settings.get('port')}"
+    return f"{scheme}://{auth}{where}/{settings.get('db', 0)}"
+
+
+def problem(exc: RedisError) -> str:
+    """What is wrong with Redis, in words for people (``/readyz``, the dashboard, the worker's log).
+
+    redis-py's connection errors read "Error 111 connecting to host:port. Connection refused.":
+    the last sentence is the reason, and the address stays out of what the web answers.
+    """
+    if isinstance(exc, AuthenticationError | AuthorizationError):
+        return "Redis refused our credentials: check the password in REDIS_URL"
+    if isinstance(exc, BusyLoadingError):
+        return "Redis is still loading its data set into memory"
+    if isinstance(exc, ReadOnlyError):
+        return "Redis is a read-only replica: REDIS_URL must name the primary"
+    if isinstance(exc, RedisTimeoutError):
+        return "Redis did not answer in time"
+    if isinstance(exc, RedisConnectionError):
+        reason = str(exc).rstrip(".").rpartition(". ")[2] or "the connection failed"
+        return f"cannot connect to Redis: {reason[:1].lower()}{reason[1:]}"
+    return f"Redis answered with an error: {type(exc).__name__}"

@@ -75,8 +75,10 @@ class EmbeddedRedis:
             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
             "--logfile", str(self.data_dir / "redis.log"), "--daemonize", "no",
         ]
+        # A session of its own: a Ctrl-C meant for its owner (``syncbridge run``) must not stop Redis
+        # before the processes that still talk to it; the owner stops it last.
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
         assert self.process.stdin is not None
         with suppress(BrokenPipeError), self.process.stdin as config:  # a server that died is reported below
             config.write(f"requirepass {self.password}\n".encode())

@@ -26,7 +26,7 @@
     const params = new URLSearchParams(new FormData(form));
     try {
       const response = await fetch(api("dashboard.json?" + params), {credentials: "same-origin"});
-      if (!response.ok) throw new Error(response.status);
+      if (!response.ok) throw new Error((await response.json().catch(() => ({}))).error || response.status);
       const data = await response.json();
       document.getElementById("jobs").innerHTML = data.jobs.length ? data.jobs.map(row).join("")
         : '<tr><td colspan="8" class="muted">No jobs match.</td></tr>';

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, Response, jsonify, render_template, request
+from redis.exceptions import RedisError
 
 from bridge.app import current
 from bridge.config import JOB_STATES
+from bridge.connection import problem
 from bridge.store import NEXT_RECONCILE_KEY, public
 
 bp = Blueprint("dashboard", __name__)
@@ -36,9 +38,19 @@ def _iso(epoch: float | None) -> str | None:
 
 @bp.get("/")
 def index():
-    return render_template("dashboard.html", states=JOB_STATES, **state())
+    try:
+        return render_template("dashboard.html", states=JOB_STATES, **state())
+    except RedisError as exc:  # a page for people: say what is wrong in words, and look again soon
+        return _unavailable(render_template("unavailable.html", reason=problem(exc)))
 
 
 @bp.get("/dashboard.json")
 def data():
-    return jsonify(state())
+    try:
+        return jsonify(state())
+    except RedisError as exc:  # the page's script shows this error in place of "updated"
+        return _unavailable(jsonify(error=problem(exc)))
+
+
+def _unavailable(body: str | Response) -> tuple[str | Response, int, dict[str, str]]:
+    return body, 503, {"Retry-After": "5"}

@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify
 from redis.exceptions import RedisError
 
 from bridge.app import current
+from bridge.connection import problem
 from bridge.views.auth import public
 
 bp = Blueprint("health", __name__)
@@ -23,5 +24,5 @@ def readyz():
     try:
         current().redis.ping()
     except RedisError as exc:
-        return jsonify(status="unavailable", redis=type(exc).__name__), 503
+        return jsonify(status="unavailable", redis=type(exc).__name__, reason=problem(exc)), 503
     return jsonify(status="ok")
