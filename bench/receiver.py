@@ -263,7 +263,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         sb, wh = summarize(runs[size]["syncbridge"]), summarize(runs[size]["webhook"])
         light_summary = {name: summarize(rows) for name, rows in light[size].items() if rows}
         per_size[size] = {
-            "body_bytes": bodies[size][0].stat().st_size if bodies[size][0].exists() else None,
+            "body_bytes": runs[size]["syncbridge"][0]["body_bytes"],
             "syncbridge": sb, "webhook": wh,
             "ratio": {"rps": sb["rps_median"] / wh["rps_median"], "p99": sb["p99_ms_median"] / wh["p99_ms_median"],
                       "p50": sb["p50_ms_median"] / wh["p50_ms_median"],
