@@ -134,12 +134,13 @@ class Stack:
         self.children.append(process)
         return process
 
-    def web(self, port: int | None = None, workers: int = 2, threads: int | None = None,
+    def web(self, port: int | None = None, workers: int | None = None, threads: int | None = None,
             variant: Sequence[str] = ()) -> tuple[str, subprocess.Popen[bytes]]:
-        """``syncbridge web`` as in production (``threads`` None: its default); a ``variant`` (bench.serve's
-        options: another server, runtime mode, no group commit, a floor app) runs bench.serve instead."""
+        """``syncbridge web`` as in production (``workers``/``threads`` None: its defaults); a ``variant``
+        (bench.serve's options: another setting or a floor app) runs bench.serve instead."""
         port = port or free_port()
-        common = ["--port", str(port), "--workers", str(workers), *(["--threads", str(threads)] if threads else [])]
+        common = ["--port", str(port), *(["--workers", str(workers)] if workers else []),
+                  *(["--threads", str(threads)] if threads else [])]
         if variant:
             args = [sys.executable, "-m", "bench.serve", *common, *variant]
         else:

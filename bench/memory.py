@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections import defaultdict
@@ -29,6 +31,7 @@ from redis import Redis
 
 from bench.common import (
     ORG,
+    ROOT,
     Stack,
     mesa_config,
     rss_bytes,
@@ -76,6 +79,36 @@ def summed(rss: dict[str, int]) -> int:
     return sum(rss.values())
 
 
+# Where a web worker process's memory goes: what each layer of imports adds, in the order the
+# process needs them, each measured in a fresh interpreter that imports every layer up to it.
+WEB_LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("CPython itself", ()),
+    ("granian + uvloop (the server and its loop)", ("granian", "granian.server", "granian.rsgi", "uvloop")),
+    ("redis-py + hiredis + orjson", ("redis", "redis.asyncio", "hiredis", "orjson")),
+    ("Flask + werkzeug + jinja2", ("flask", "werkzeug.middleware.proxy_fix")),
+    ("RQ (its job hash, queue keys)", ("rq",)),
+    ("pydantic + PyYAML (the config)", ("pydantic", "yaml", "bridge.config")),
+    ("cryptography (HMAC)", ("cryptography.hazmat.primitives.hmac",)),
+    ("prometheus-client (/metrics)", ("prometheus_client",)),
+    ("the rest of syncbridge's web side", ("bridge.app", "bridge.receiver", "bridge.views.dashboard",
+                                           "bridge.views.jobs", "bridge.views.metrics", "bridge.views.hooks")),
+]
+
+
+def import_layers() -> list[dict[str, Any]]:
+    """RSS after each cumulative layer of WEB_LAYERS, and what the layer added."""
+    rows, previous = [], 0
+    for index, (label, _) in enumerate(WEB_LAYERS):
+        modules = [name for _, names in WEB_LAYERS[: index + 1] for name in names]
+        code = (f"import importlib\nfor name in {modules!r}: importlib.import_module(name)\n"
+                "print(int(open('/proc/self/statm').read().split()[1]) * 4096)")
+        rss = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 cwd=ROOT, timeout=60).stdout)
+        rows.append({"layer": label, "rss_bytes": rss, "added_bytes": rss - previous})
+        previous = rss
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=1000, help="jobs to create and retain (max 5000)")
@@ -85,6 +118,7 @@ def main() -> None:
     if not 0 < args.jobs <= 5000 or not 0 <= args.load_seconds <= 30:
         parser.error("--jobs must be in (0, 5000] and --load-seconds in [0, 30]")
     repos = [f"r{index:04d}" for index in range(args.jobs)]
+    layers = import_layers()
     with Stack("memory", keep=args.keep) as stack:
         sandbox_url, _ = stack.sandbox()
         stack.write_config(mesa_config(sandbox_url, repos))
@@ -129,7 +163,7 @@ def main() -> None:
         "rss_mib_total": {"web_idle": summed(web_idle) / MIB, "web_after_load": summed(web_after_load) / MIB,
                           "worker_started": summed(worker_start) / MIB,
                           "worker_after_jobs": summed(worker_after) / MIB},
-        "uss_bytes": uss,
+        "uss_bytes": uss, "web_import_layers": layers,
         "uss_mib_total": {name: summed(values) / MIB for name, values in uss.items()},
         "load": load,
         "redis": {"used_memory_before": before, "used_memory_queued": queued, "used_memory_completed": completed,
@@ -152,6 +186,9 @@ def main() -> None:
         print(f"  web  {name:<24} {value / MIB:6.1f} MiB")
     for name, value in worker_after.items():
         print(f"  work {name:<24} {value / MIB:6.1f} MiB")
+    print("a web worker process's RSS, layer by layer of what it imports:")
+    for row in layers:
+        print(f"  {row['added_bytes'] / MIB:+6.1f} MiB -> {row['rss_bytes'] / MIB:6.1f} MiB  {row['layer']}")
     red = result["redis"]
     print(f"Redis: {red['bytes_per_queued_job']:.0f} bytes per queued job, "
           f"{red['bytes_per_retained_completed_job']:.0f} bytes per retained completed job ({outcome})")
