@@ -21,6 +21,7 @@ from bridge.events import RefUpdate
 from bridge.group_commit import GroupCommit
 from bridge.queueing import Enqueuer
 from bridge.routing import Match
+from bridge.store import delivery_key
 from tests.conftest import github_headers, mesa_config
 from tests.test_hooks import push_body
 
@@ -138,8 +139,8 @@ def test_concurrent_pushes_through_the_receiver_are_all_stored_and_answered(conf
     with ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(pool.map(post, range(200)))
     assert answers == [(202, f"c-{i}") if i % 2 == 0 else (200, None) for i in range(200)]
-    stored = {key.decode() for key in redis.scan_iter(match="syncbridge:delivery:c-*")}
-    assert stored == {f"syncbridge:delivery:c-{i}" for i in range(0, 200, 2)}  # odd ones had no route
+    stored = {key.decode() for key in redis.scan_iter(match=delivery_key("github", "c-*"))}
+    assert stored == {delivery_key("github", f"c-{i}") for i in range(0, 200, 2)}  # odd ones had no route
     evalsha = redis.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
     assert 1 <= evalsha <= 100
 

@@ -45,7 +45,7 @@ def send_test(source_name: str, repo: str | None, ref: str, url: str, wait_secon
         raise click.ClickException(f"no source {source_name!r} in {path} (sources: {', '.join(config.sources)})")
     repo = repo or _default_repo(config, source_name)
     after = secrets.token_hex(20)
-    headers, raw = signed_push(source.kind, repo, ref, "0" * 40, after, source.secret_list()[0])
+    headers, raw = signed_push(source.kind, repo, ref, "0" * 40, after, source.secret_list())
     endpoint = f"{url.rstrip('/')}/hooks/{source_name}"
     try:
         response = requests.post(endpoint, data=raw, headers=headers, timeout=10)
