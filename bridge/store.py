@@ -49,17 +49,17 @@ if status ~= 'queued' then return {status or ''} end
 local mirror, lane = unpack(redis.call('HMGET', KEYS[1], 'mirror', 'lane'))
 if mirror then
   local prefix, now, spacing = ARGV[5], tonumber(ARGV[3]), tonumber(ARGV[4])
-  local running_key = prefix .. 'running:' .. mirror
+  local running_key, lanes = prefix .. 'running:' .. mirror, prefix .. 'lanes:' .. mirror
   local running = redis.call('GET', running_key)
   if running and running ~= ARGV[2] and rq_alive(ARGV[7], running) and
       redis.call('HGET', prefix .. 'job:' .. running, 'status') == 'in_progress' then
-    return {'wait', '2'}
+    -- ask again in 2 s per lane waiting (at most 30 s): the sync's end wakes the next one at once
+    return {'wait', tostring(math.min(30, 2 * math.max(1, redis.call('HLEN', lanes))))}
   end
   local last = tonumber(redis.call('GET', prefix .. 'last_start:' .. mirror) or '0')
   if now - last < spacing then return {'wait', tostring(spacing - (now - last))} end
   redis.call('SET', running_key, ARGV[2], 'EX', ARGV[6])
   redis.call('SET', prefix .. 'last_start:' .. mirror, ARGV[3], 'EX', math.ceil(spacing) + 60)
-  local lanes = prefix .. 'lanes:' .. mirror
   if lane and redis.call('HGET', lanes, lane) == ARGV[2] then
     redis.call('HDEL', lanes, lane)
   end

@@ -8,9 +8,12 @@ A job deleted with RQ's own tools never captures later pushes, and ends failed w
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -20,9 +23,9 @@ import requests
 from redis import Redis
 from rq.job import Job
 
-from bridge.embedded import EmbeddedRedis
-from tests.conftest import github_headers, mesa_config
-from tests.test_end_to_end import running_bridge
+from bridge.embedded import EmbeddedRedis, free_port
+from tests.conftest import environ_for, github_headers, mesa_config
+from tests.test_end_to_end import running_bridge, stop, wait_for
 from tests.test_hooks import push_body
 from tests.test_worker_mesa import settings
 
@@ -33,13 +36,28 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 @pytest.fixture
-def bridge(tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis, sandbox: Any) -> Iterator[str]:
-    """Every ``acme/*`` repository routed to one Mesa target; the periodic tick every second."""
-    config = tmp_path / "syncbridge.yml"
-    config.write_text(mesa_config(sandbox.url).replace("repo: acme/widgets\n", 'repo: "acme/*"\n')
-                      .replace("\n        ", "\n"))
-    with running_bridge(config, redis_server.url, SYNCBRIDGE_TICK_SECONDS="1", SYNCBRIDGE_API_TOKEN=API_TOKEN) as url:
+def config(tmp_path: Path, sandbox: Any) -> Path:
+    """Every ``acme/*`` repository routed to one Mesa target."""
+    path = tmp_path / "syncbridge.yml"
+    path.write_text(mesa_config(sandbox.url).replace("repo: acme/widgets\n", 'repo: "acme/*"\n')
+                    .replace("\n        ", "\n"))
+    return path
+
+
+@pytest.fixture
+def bridge(config: Path, redis_server: EmbeddedRedis, redis: Redis) -> Iterator[str]:
+    with running_bridge(config, redis_server.url, SYNCBRIDGE_API_TOKEN=API_TOKEN) as url:
         yield url
+
+
+@contextmanager
+def process(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[Any]]:
+    """``syncbridge <args>`` as a real process, stopped (SIGTERM, as a deploy does) at the end."""
+    child = subprocess.Popen([sys.executable, "-m", "bridge", *args], env=env)
+    try:
+        yield child
+    finally:
+        stop(child)
 
 
 def sha(repo: int, push: int) -> str:
@@ -98,29 +116,37 @@ def test_a_burst_from_several_repositories_to_one_target_never_mixes_them(bridge
 
 
 def test_a_job_deleted_with_rqs_tools_frees_its_lane_ends_failed_and_can_be_retried(
-        bridge: str, sandbox: Any, redis: Redis) -> None:
-    settings(sandbox, "mesa", polls=10_000)  # the first sync runs until its RQ job is deleted
-    running = send(bridge, 0, 0)
-    deadline = time.monotonic() + 20
-    while get(running["url"])["status"] != "in_progress":
-        assert time.monotonic() < deadline, "the first sync never started"
-        time.sleep(0.1)
-    waiting = send(bridge, 0, 1)  # the mirror is busy: this one waits in the lane
-    assert waiting["id"] != running["id"]
-    settings(sandbox, "mesa", polls=1)  # later syncs finish at once
+        config: Path, redis_server: EmbeddedRedis, redis: Redis, sandbox: Any) -> None:
+    env = environ_for(redis_server.url, config, SYNCBRIDGE_LOG_LEVEL="WARNING", SYNCBRIDGE_API_TOKEN=API_TOKEN,
+                      SYNCBRIDGE_TICK_SECONDS="1")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with process(env, "web", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"):
+        wait_for(f"{url}/readyz")
+        settings(sandbox, "mesa", polls=10_000)  # the first sync runs until its RQ job is deleted
+        with process(env, "worker", "--processes", "1"):
+            running = send(url, 0, 0)
+            deadline = time.monotonic() + 20
+            while get(running["url"])["status"] != "in_progress":
+                assert time.monotonic() < deadline, "the first sync never started"
+                time.sleep(0.1)
+        # no worker now, so nothing runs while RQ's tools delete jobs (as rq-dashboard's "delete" does)
+        waiting = send(url, 0, 1)  # the mirror is busy: this one waits in the lane
+        assert waiting["id"] != running["id"]
+        Job.fetch(waiting["id"], connection=redis).delete()
+        Job.fetch(running["id"], connection=redis).delete()  # the running sync, between two polls
+        follow_up = send(url, 0, 2)
+        assert follow_up["id"] != waiting["id"], "a push joined a job that will never run"
 
-    Job.fetch(waiting["id"], connection=redis).delete()  # what rq-dashboard's "delete" does
-    joined_before = send(bridge, 0, 2)
-    assert joined_before["id"] != waiting["id"], "a push joined a job that will never run"
-    Job.fetch(running["id"], connection=redis).delete()  # the running sync, between two polls
-
-    # the new job does not wait for a running slot nobody holds any more
-    assert wait_until_done(joined_before["url"], timeout=30)["status"] == "completed"
-    for orphan in (waiting, running):  # the periodic check ends both, saying why
-        record = wait_until_done(orphan["url"], timeout=30)
-        assert record["status"] == "failed", record
-        assert "RQ job was deleted outside syncbridge" in record["error"]
-    retried = requests.post(f"{waiting['url']}/retry", headers=AUTH, timeout=5)
-    assert retried.status_code == 202, retried.text
-    record = wait_until_done(waiting["url"], timeout=30)
-    assert record["status"] == "completed" and record["trigger"] == "retry", record
+        settings(sandbox, "mesa", polls=1)
+        with process(env, "worker", "--processes", "1"):
+            # the follow-up does not wait out a running slot that nobody holds any more
+            assert wait_until_done(follow_up["url"], timeout=30)["status"] == "completed"
+            for orphan in (waiting, running):  # the periodic check ends both, saying why
+                record = wait_until_done(orphan["url"], timeout=30)
+                assert record["status"] == "failed", record
+                assert "RQ job was deleted outside syncbridge" in record["error"]
+            retried = requests.post(f"{waiting['url']}/retry", headers=AUTH, timeout=5)
+            assert retried.status_code == 202, retried.text
+            record = wait_until_done(waiting["url"], timeout=30)
+            assert record["status"] == "completed" and record["trigger"] == "retry", record

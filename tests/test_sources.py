@@ -52,9 +52,9 @@ MSG_ID = "msg_2mZ8cQ0fX1rY7tLhVb3K"
 # How each host signs and labels a delivery
 
 
-def hex_signer(header: str, prefix: str = "") -> Callable[[bytes, bytes], dict[str, str]]:
+def hex_signer(header: str, prefix: str = "") -> Callable[[bytes, bytes, str | None], dict[str, str]]:
     """A host that sends ``<prefix><hex HMAC-SHA256 of the body>`` in ``header``."""
-    return lambda body, secret: {header: prefix + hmac_sha256(secret, body).hex()}
+    return lambda body, secret, delivery: {header: prefix + hmac_sha256(secret, body).hex()}
 
 
 def standard_webhooks(body: bytes, secret: bytes, *, msg_id: str = MSG_ID,
@@ -77,15 +77,15 @@ class Host:
     module: ModuleType
     event_header: str
     delivery_header: str
-    sign: Callable[[bytes, bytes], dict[str, str]]
+    sign: Callable[[bytes, bytes, str | None], dict[str, str]]  # body, secret, delivery id
 
 
 HOSTS: dict[str, Host] = {
     "github": Host(github, "X-GitHub-Event", "X-GitHub-Delivery",
                    hex_signer("X-Hub-Signature-256", "sha256=")),
-    # GitLab's webhook-id is its Idempotency-Key (and the delivery id)
+    # GitLab's signed webhook-id is its Idempotency-Key: the delivery id
     "gitlab": Host(gitlab, "X-Gitlab-Event", "Idempotency-Key",
-                   lambda body, secret: standard_webhooks(body, secret, msg_id=DELIVERY)),
+                   lambda body, secret, delivery: standard_webhooks(body, secret, msg_id=delivery or MSG_ID)),
     "gitea": Host(gitea, "X-Gitea-Event", "X-Gitea-Delivery", hex_signer("X-Gitea-Signature")),
     "forgejo": Host(forgejo, "X-Forgejo-Event", "X-Forgejo-Delivery", hex_signer("X-Forgejo-Signature")),
     "bitbucket-server": Host(bitbucket_server, "X-Event-Key", "X-Request-Id",
@@ -103,7 +103,7 @@ def signed(kind: str, body: bytes, *, event: str, secret: bytes = SECRET, delive
     headers = Headers({"Content-Type": content_type, host.event_header: event})
     if delivery is not None:
         headers[host.delivery_header] = delivery
-    for name, value in host.sign(body if signed_bytes is None else signed_bytes, secret).items():
+    for name, value in host.sign(body if signed_bytes is None else signed_bytes, secret, delivery).items():
         headers[name] = value
     return headers
 
