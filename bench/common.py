@@ -28,6 +28,7 @@ import psutil
 import requests
 import yaml
 
+from bench import payloads
 from bridge.embedded import EmbeddedRedis, free_port, redis_server_binary
 
 HOST = "127.0.0.1"
@@ -42,23 +43,11 @@ ORG = "acme"
 # --- payloads and configs ----------------------------------------------------------------------
 
 
-def github_push(repo: str, ref: str, before: str, after: str) -> dict[str, Any]:
-    """A push body in GitHub's shape (the fields syncbridge and most webhook tools read), about 700 bytes."""
-    owner, _, name = repo.partition("/")
-    return {
-        "ref": ref, "before": before, "after": after, "created": False, "deleted": False, "forced": False,
-        "base_ref": None, "compare": f"https://github.com/{repo}/compare/{before[:12]}...{after[:12]}",
-        "commits": [{"id": after, "message": "syncbridge bench", "distinct": True}],
-        "head_commit": {"id": after, "message": "syncbridge bench"},
-        "repository": {"id": 1, "name": name, "full_name": repo, "owner": {"login": owner, "name": owner}},
-        "pusher": {"name": "syncbridge", "email": "bench@syncbridge.invalid"},
-        "sender": {"login": "syncbridge"},
-    }
-
-
-def signed_push(repo: str, ref: str = "refs/heads/main", delivery: str | None = None) -> tuple[dict[str, str], bytes]:
-    """Headers and raw body of a GitHub push to ``repo``, signed with :data:`SECRET` (X-Hub-Signature-256)."""
-    raw = json.dumps(github_push(repo, ref, "0" * 40, os.urandom(20).hex())).encode()
+def signed_push(repo: str, ref: str = "refs/heads/main", delivery: str | None = None,
+                size: str = "typical") -> tuple[dict[str, str], bytes]:
+    """Headers and raw body of a GitHub push to ``repo`` (bench.payloads, ``size`` one of its SIZES),
+    signed with :data:`SECRET` (X-Hub-Signature-256), as GitHub sends them."""
+    raw = payloads.body(repo, size, ref)
     headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": delivery or os.urandom(16).hex(),
                "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/syncbridge-bench",
                "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()}

@@ -30,27 +30,27 @@ from typing import Any
 import requests
 from redis import Redis
 
+from bench import payloads
 from bench.common import BIN, HOST, RESULTS, Stack, mesa_config, signed_push, write_result
 from bench.receiver import REPO, wrk
 
 # Frames to account for, as (label, regex on "function (file)" of py-spy's folded output).
 FRAMES = [
-    ("granian: the WSGI call (environ, start_response, body)", r"_runner \(granian/wsgi\.py"),
-    ("receiver: POST /hooks/<source> (all)", r"__call__ \(bridge/receiver\.py"),
-    ("  read the body", r"_body \(bridge/receiver\.py"),
+    ("granian: the RSGI callback (the loop's share)", r"future_watcher \(granian/_futures\.py"),
+    ("edge: Receiver.__rsgi__ (all of a request)", r"__rsgi__ \(bridge/receiver\.py"),
+    ("  read the body (deadline, limits)", r"_read \(bridge/receiver\.py"),
     ("  verify signature", r"verify \(bridge/sources/github\.py"),
     ("  parse payload", r"parse \(bridge/sources/github\.py"),
     ("  route_push", r"route_push \(bridge/routing\.py"),
     ("  Enqueuer.prepare (the script's arguments)", r"prepare \(bridge/queueing\.py"),
-    ("  GroupCommit.submit (wait, or lead a round trip)", r"submit \(bridge/group_commit\.py"),
-    ("    Enqueuer.commit (one script call for the batch)", r"commit \(bridge/queueing\.py"),
-    ("      redis-py: pack, send, parse", r"\(redis/connection\.py|\(redis/_parsers/"),
-    ("    leading a batch (the script call, then waking the batch's other threads)", r"_lead \(bridge/group_commit"),
-    ("  metrics", r"\(bridge/metrics\.py"),
-    ("  logging (the record; writing is the writer thread's)", r"(info|warning|log) \(logging/__init__\.py"),
-    ("  the answer (json.dumps)", r"dumps \(json/__init__\.py"),
+    ("  Hooks.answer (the answer, the log line)", r"answer \(bridge/hooks\.py"),
+    ("  send the answer (orjson, granian)", r"_respond \(bridge/receiver\.py"),
+    ("group commit: a batch's round trip", r"_flush_pending \(bridge/group_commit\.py"),
+    ("  Enqueuer.pack (one script call's arguments)", r"pack \(bridge/queueing\.py"),
+    ("  redis-py asyncio: send, parse", r"\(redis/asyncio/connection\.py|\(redis/_parsers/"),
+    ("metrics", r"\(bridge/metrics\.py"),
+    ("logging (the record; writing is the writer thread's)", r"(info|warning|log|debug) \(logging/__init__\.py"),
     ("logging writer thread", r"_monitor \(logging/handlers\.py"),
-    ("ProxyFix", r"__call__ \(werkzeug/middleware/proxy_fix\.py"),
 ]
 
 
@@ -89,7 +89,7 @@ def profile(stack: Stack, base: str, master_pid: int, args: argparse.Namespace) 
     time.sleep(1.0)
     redis = Redis.from_url(stack.redis_url)
     calls_before = _script_calls(redis)
-    headers, body = signed_push(f"acme/{REPO}")
+    headers, body = signed_push(f"acme/{REPO}", size=args.size)
     body_path = stack.dir / "body.json"
     body_path.write_bytes(body)
     load = wrk(f"{base}/hooks/github", body_path, headers["X-Hub-Signature-256"], f"prof-{uuid.uuid4().hex[:6]}",
@@ -169,7 +169,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (max 64)")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--pushes", type=int, default=20, help="sequential pushes under MONITOR")
-    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--size", choices=payloads.SIZES, default="typical", help="push body (bench.payloads)")
+    parser.add_argument("--web-workers", type=int, default=1)
     parser.add_argument("--web-threads", type=int, default=None, help="default: syncbridge web's")
     args = parser.parse_args()
     if not 0 < args.duration <= 30 or not 0 < args.connections <= 64:

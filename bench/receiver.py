@@ -1,16 +1,20 @@
 """Receiver throughput and latency: ``syncbridge web`` against adnanh/webhook, in the same run.
 
-Both servers verify the same HMAC-SHA256 signature over the same GitHub push body; wrk sends it
-with a new ``X-GitHub-Delivery`` on every request (bench/wrk/signed_push.lua), so syncbridge
-stores every one as a new delivery. syncbridge runs as in production: ``syncbridge web``
-(granian) on an embedded Redis with AOF on. webhook (Debian's ``webhook``) runs a hook
-whose ``payload-hmac-sha256`` rule checks ``X-Hub-Signature-256`` and executes ``/bin/true``.
+Both servers verify the same HMAC-SHA256 signature over the same GitHub push body, at each of
+bench.payloads' sizes (minimal ~0.6 KB, typical ~7 KB: the full repository object and one
+commit, large ~24 KB: 20 commits); wrk sends it with a new ``X-GitHub-Delivery`` on every
+request (bench/wrk/signed_push.lua: run, server, size, round, thread and counter in every id),
+so syncbridge stores every one as a new delivery. syncbridge runs as in production:
+``syncbridge web`` (granian, its defaults) on an embedded Redis with AOF on. webhook (Debian's
+``webhook``) runs a hook whose ``payload-hmac-sha256`` rule checks ``X-Hub-Signature-256`` and
+executes ``/bin/true``.
 
-The two alternate (``--rounds`` each, interleaved, the first server swapped every round). After
-the rounds every 2xx that syncbridge answered must be a delivery key in Redis.
+The two alternate (``--rounds`` per size, interleaved, the first server swapped every round).
+Afterwards every 2xx that syncbridge answered must be a 202 and a delivery key of its own in
+Redis, each listing jobs that exist: the benchmark measured the store path, not redeliveries.
 
-    .venv/bin/python -m bench.receiver                # the comparison (about 80 s)
-    .venv/bin/python -m bench.receiver --sweep        # server variants: threads, processes, no group commit, gunicorn
+    .venv/bin/python -m bench.receiver                # the comparison (about 4 minutes)
+    .venv/bin/python -m bench.receiver --sweep        # server variants and floors (bench.serve)
 
 Loopback only; every wrk run is bounded by ``--duration`` and ``--connections``.
 """
@@ -31,6 +35,7 @@ from typing import Any
 import requests
 from redis import Redis
 
+from bench import payloads
 from bench.common import (
     HOST,
     ROOT,
@@ -40,6 +45,7 @@ from bench.common import (
     free_port,
     load_average,
     mesa_config,
+    rss_bytes,
     signed_push,
     wait_http,
     write_result,
@@ -50,21 +56,19 @@ LUA = ROOT / "bench" / "wrk" / "signed_push.lua"
 REPO = "widgets"
 MAX_CONNECTIONS = 64
 MAX_DURATION = 30
-# (label, processes, threads, bench.serve options): production first (``syncbridge web``'s defaults); what a
-# 2-core machine could reasonably run; the same app without the group commit and under gunicorn (the server
-# syncbridge used before); then the floors: a bare WSGI callable and a bare Flask view under granian.
+# (label, processes, threads, bench.serve options): production first (``syncbridge web``'s defaults); two
+# processes; the same edge without the group commit and with a log line per delivery; then the floors, what a
+# server and framework cost before any of syncbridge's work: bare RSGI and ASGI callables, a Quart view (Flask's
+# API on ASGI), a Flask view (WSGI threads, the interface syncbridge used before).
 SWEEP: list[tuple[str, int, int, tuple[str, ...]]] = [
-    ("granian 2 x 8 (default)", 2, 8, ()),
-    ("granian 2 x 4", 2, 4, ("--server", "granian")),
-    ("granian 2 x 5", 2, 5, ("--server", "granian")),
-    ("granian 2 x 16", 2, 16, ("--server", "granian")),
-    ("granian 3 x 8", 3, 8, ("--server", "granian")),
-    ("granian 2 x 8, runtime st", 2, 8, ("--runtime-mode", "st")),
-    ("granian 2 x 8, no group commit", 2, 8, ("--no-group-commit",)),
-    ("granian 2 x 8, a log line per delivery", 2, 8, ("--log-every-delivery",)),
-    ("gunicorn gthread 2 x 4 (before)", 2, 4, ("--server", "gunicorn")),
-    ("floor: bare WSGI, granian 2 x 8", 2, 8, ("--app", "wsgi")),
-    ("floor: bare Flask, granian 2 x 8", 2, 8, ("--app", "flask")),
+    ("syncbridge web (default: 1 process)", 1, 4, ()),
+    ("syncbridge web --workers 2", 2, 4, ("--app", "syncbridge")),
+    ("1 process, no group commit", 1, 4, ("--no-group-commit",)),
+    ("1 process, a log line per delivery", 1, 4, ("--log-every-delivery",)),
+    ("floor: bare RSGI, 1 process", 1, 4, ("--app", "rsgi")),
+    ("floor: bare ASGI, 1 process", 1, 4, ("--app", "asgi")),
+    ("floor: Quart view (ASGI), 1 process", 1, 4, ("--app", "quart")),
+    ("floor: Flask view (WSGI, 8 threads), 1 process", 1, 8, ("--app", "flask")),
 ]
 
 
@@ -193,8 +197,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def compare(args: argparse.Namespace) -> dict[str, Any]:
-    """Interleaved rounds of syncbridge and webhook; verification of what syncbridge stored."""
+    """Interleaved rounds of syncbridge and webhook at every payload size; what syncbridge stored, checked."""
     run_id = uuid.uuid4().hex[:8]
+    sizes = args.sizes
     with Stack("receiver", keep=args.keep) as stack:
         stack.write_config(mesa_config(f"http://{HOST}:9", [REPO]))
         base, web = stack.web(workers=args.web_workers, threads=args.web_threads)
@@ -202,78 +207,97 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         servers = {"syncbridge": f"{base}/hooks/github", "webhook": webhook_url}
         # CPU accounting: granian (main process and workers) plus Redis, against webhook and its /bin/true children.
         pids = {"syncbridge": [web.pid, stack.redis_server.process.pid], "webhook": [webhook.pid]}
-        headers, body = signed_push(f"acme/{REPO}")
-        body_path = stack.dir / "body.json"
-        body_path.write_bytes(body)
-        signature = headers.pop("X-Hub-Signature-256")
-        headers.pop("X-GitHub-Delivery")
-        for url in servers.values():
-            sanity(url, {**headers, "X-Hub-Signature-256": signature}, body)
+        bodies: dict[str, tuple[Path, str]] = {}
+        for size in sizes:
+            headers, body = signed_push(f"acme/{REPO}", size=size)
+            path = stack.dir / f"body-{size}.json"
+            path.write_bytes(body)
+            bodies[size] = (path, headers["X-Hub-Signature-256"])
+            for url in servers.values():
+                sanity(url, headers, body)
 
         every: list[dict[str, Any]] = []  # every syncbridge run, warm-up included: all must be stored
 
-        def one(name: str, label: str, duration: float, connections: int | None = None) -> dict[str, Any]:
-            result = wrk(servers[name], body_path, signature, f"{run_id}-{name}-{label}", duration,
+        def one(name: str, size: str, label: str, duration: float, connections: int | None = None) -> dict[str, Any]:
+            path, signature = bodies[size]
+            result = wrk(servers[name], path, signature, f"{run_id}-{name}-{size}-{label}", duration,
                          connections or args.connections, args.wrk_threads if connections is None else 1, stack.dir,
                          pids[name])
+            result["body_bytes"] = path.stat().st_size
             if name == "syncbridge":
                 every.append(result)
-            print(f"  {name:<10} {label:<7} {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
+            print(f"  {size:<8} {name:<10} {label:<7} {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
                   f"p99 {result['p99_ms']:7.2f} ms  non-2xx {result['non_2xx']}  socket errors "
                   f"{result['socket_error_count']}  server CPU {result['server_cpu_ms_per_request']:.3f} ms/req "
                   f"({result['server_cpu_cores']:.2f} cores)  load {result['loadavg_1m_before']:.1f}  "
                   f"busy {result['drain_s']:.1f} s after the load")
             return result
 
-        for name in servers:
-            one(name, "warmup", args.warmup)
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+        for size in sizes:
+            for name in servers:
+                one(name, size, "warmup", args.warmup)
+        runs: dict[str, dict[str, list[dict[str, Any]]]] = {size: {name: [] for name in servers} for size in sizes}
         for index in range(args.rounds):
-            order = list(servers) if index % 2 == 0 else list(reversed(servers))
-            for name in order:
-                runs[name].append(one(name, f"r{index + 1}", args.duration))
+            for size in sizes:
+                order = list(servers) if (index + sizes.index(size)) % 2 == 0 else list(reversed(servers))
+                for name in order:
+                    runs[size][name].append(one(name, size, f"r{index + 1}", args.duration))
         # Light load: few connections, neither server saturated: latency is service time, not queueing.
-        light: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+        light: dict[str, dict[str, list[dict[str, Any]]]] = {size: {name: [] for name in servers} for size in sizes}
         for index in range(args.light_rounds):
-            order = list(reversed(servers)) if index % 2 == 0 else list(servers)
-            for name in order:
-                light[name].append(one(name, f"l{index + 1}", args.duration, args.light_connections))
+            for size in sizes:
+                order = list(reversed(servers)) if index % 2 == 0 else list(servers)
+                for name in order:
+                    light[size][name].append(one(name, size, f"l{index + 1}", args.duration, args.light_connections))
 
         redis = Redis.from_url(stack.redis_url)
         aof = redis.info("persistence")["aof_enabled"]
         stored, with_job = stored_deliveries(redis, f"{run_id}-syncbridge-")
+        web_rss = sum(rss_bytes(web.pid).values())
         web_log = stack.log(f"web-{base.rsplit(':', 1)[1]}")
         stack.stop(web)
 
-    sb, wh = summarize(runs["syncbridge"]), summarize(runs["webhook"])
     accepted = sum(run["ok"] for run in every)
-    sent = sum(run["sent"] for run in every)
-    light_summary = {name: summarize(rows) for name, rows in light.items() if rows}
+    created = sum(run["statuses"].get("202", 0) for run in every)
+    per_size = {}
+    for size in sizes:
+        sb, wh = summarize(runs[size]["syncbridge"]), summarize(runs[size]["webhook"])
+        light_summary = {name: summarize(rows) for name, rows in light[size].items() if rows}
+        per_size[size] = {
+            "body_bytes": bodies[size][0].stat().st_size if bodies[size][0].exists() else None,
+            "syncbridge": sb, "webhook": wh,
+            "ratio": {"rps": sb["rps_median"] / wh["rps_median"], "p99": sb["p99_ms_median"] / wh["p99_ms_median"],
+                      "p50": sb["p50_ms_median"] / wh["p50_ms_median"],
+                      "cpu_per_request": sb["server_cpu_ms_per_request_median"]
+                      / wh["server_cpu_ms_per_request_median"],
+                      "rps_sustained": sb["rps_sustained_median"] / wh["rps_sustained_median"],
+                      "rps_per_round": [a["rps"] / b["rps"] for a, b in zip(runs[size]["syncbridge"],
+                                                                              runs[size]["webhook"], strict=True)]},
+            "light": {"connections": args.light_connections, **light_summary, **_light_ratios(light_summary)},
+            "runs": runs[size], "light_runs": light[size],
+        }
+        per_size[size]["targets"] = {
+            "rps_at_least_webhook": per_size[size]["ratio"]["rps"] >= 1.0,
+            "p99_at_most_half_webhook": per_size[size]["ratio"]["p99"] <= 0.5,
+            "zero_non_2xx": sb["non_2xx"] == 0 and sb["socket_errors"] == 0,
+        }
     result = {
         "params": {"duration_s": args.duration, "connections": args.connections, "wrk_threads": args.wrk_threads,
                    "rounds": args.rounds, "web_workers": args.web_workers, "web_threads": args.web_threads,
-                   "worker_class": "gthread", "body_bytes": len(body)},
-        "syncbridge": sb, "webhook": wh,
-        "ratio": {"rps": sb["rps_median"] / wh["rps_median"], "p99": sb["p99_ms_median"] / wh["p99_ms_median"],
-                  "p50": sb["p50_ms_median"] / wh["p50_ms_median"],
-                  "cpu_per_request": sb["server_cpu_ms_per_request_median"] / wh["server_cpu_ms_per_request_median"],
-                  "rps_best": sb["rps_best"] / wh["rps_best"], "p99_best": sb["p99_ms_best"] / wh["p99_ms_best"],
-                  "rps_sustained": sb["rps_sustained_median"] / wh["rps_sustained_median"],
-                  "rps_per_round": [a["rps"] / b["rps"] for a, b in zip(runs["syncbridge"], runs["webhook"],
-                                                                          strict=True)]},
-        "storage": {"aof_enabled": bool(aof), "accepted_2xx": accepted, "delivery_keys": stored,
-                    "delivery_keys_with_existing_jobs": with_job, "requests_started": sent,
-                    "every_accepted_stored": stored >= accepted and with_job == stored},
-        "light": {"connections": args.light_connections, **light_summary, **_light_ratios(light_summary)},
-        "runs": runs, "light_runs": light,
+                   "sizes": sizes},
+        "sizes": per_size,
+        # Every 2xx is a delivery key of its own, and a 202 (a new delivery): ids never repeated, so the
+        # benchmark measured the store path, never the redelivery path (200) or a cache.
+        "storage": {"aof_enabled": bool(aof), "accepted_2xx": accepted, "accepted_202": created,
+                    "delivery_keys": stored, "delivery_keys_with_existing_jobs": with_job,
+                    "requests_started": sum(run["sent"] for run in every),
+                    "every_accepted_stored": stored == accepted == created and with_job == stored},
+        "web_rss_after_load_bytes": web_rss,
         "web_log_errors": [line for line in web_log.splitlines() if " ERROR " in line or "Traceback" in line][:20],
     }
-    result["targets"] = {
-        "rps_at_least_webhook": result["ratio"]["rps"] >= 1.0,
-        "p99_at_most_half_webhook": result["ratio"]["p99"] <= 0.5,
-        "zero_non_2xx": sb["non_2xx"] == 0 and sb["socket_errors"] == 0,
-        "every_accepted_stored": result["storage"]["every_accepted_stored"],
-    }
+    result["targets"] = {f"{size}: {name}": met for size in sizes for name, met in per_size[size]["targets"].items()}
+    result["targets"]["every accepted delivery stored, each id once"] = result["storage"]["every_accepted_stored"]
+    result["targets"]["web RSS <= 120 MiB after load"] = web_rss <= 120 * 1024 * 1024
     print_comparison(result)
     write_result("receiver", result)
     return result
@@ -288,27 +312,26 @@ def _light_ratios(light: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 
 def print_comparison(result: dict[str, Any]) -> None:
-    sb, wh, ratio, storage = result["syncbridge"], result["webhook"], result["ratio"], result["storage"]
-    print(f"\n{'':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}{'CPU ms/req':>12}")
-    for name, row in (("syncbridge", sb), ("webhook", wh)):
-        print(f"{name:<12}{row['rps_median']:>10.0f}{row['p50_ms_median']:>10.2f}{row['p99_ms_median']:>10.2f}"
-              f"{row['non_2xx'] + row['socket_errors']:>10}{row['server_cpu_ms_per_request_median']:>12.3f}")
-    print(f"{'ratio':<12}{ratio['rps']:>10.2f}{ratio['p50']:>10.2f}{ratio['p99']:>10.2f}{'':>10}"
-          f"{ratio['cpu_per_request']:>12.2f}")
-    print(f"sustained (requests / (load + time the server stayed busy after it)): {sb['rps_sustained_median']:.0f} vs "
-          f"{wh['rps_sustained_median']:.0f} req/s = {ratio['rps_sustained']:.2f} (webhook busy "
-          f"{wh['drain_s_median']:.1f} s after each {result['params']['duration_s']:g} s round)")
-    print(f"(medians over rounds; best rounds: {sb['rps_best']:.0f} vs {wh['rps_best']:.0f} req/s = "
-          f"{ratio['rps_best']:.2f}, p99 {sb['p99_ms_best']:.2f} vs {wh['p99_ms_best']:.2f} ms = "
-          f"{ratio['p99_best']:.2f})")
-    print(f"stored: {storage['delivery_keys']} delivery keys for {storage['accepted_2xx']} accepted "
-          f"(AOF {'on' if storage['aof_enabled'] else 'OFF'}); all with existing jobs: "
-          f"{storage['delivery_keys_with_existing_jobs'] == storage['delivery_keys']}")
-    light = result["light"]
-    if "ratio_p99" in light:
-        print(f"light load ({light['connections']} connections): p50 {light['syncbridge']['p50_ms_median']:.2f} vs "
-              f"{light['webhook']['p50_ms_median']:.2f} ms, p99 {light['syncbridge']['p99_ms_median']:.2f} vs "
-              f"{light['webhook']['p99_ms_median']:.2f} ms (syncbridge vs webhook; p99 ratio {light['ratio_p99']:.2f})")
+    print(f"\n{'':<10}{'':<12}{'bytes':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'CPU ms/req':>12}")
+    for size, row in result["sizes"].items():
+        for name in ("syncbridge", "webhook"):
+            data = row[name]
+            print(f"{size:<10}{name:<12}{row['body_bytes']:>7}{data['rps_median']:>9.0f}{data['p50_ms_median']:>9.2f}"
+                  f"{data['p99_ms_median']:>9.2f}{data['non_2xx'] + data['socket_errors']:>9}"
+                  f"{data['server_cpu_ms_per_request_median']:>12.3f}")
+        ratio = row["ratio"]
+        rounds = ", ".join(f"{value:.2f}" for value in ratio["rps_per_round"])
+        print(f"{size:<10}{'ratio':<12}{'':>7}{ratio['rps']:>9.2f}{ratio['p50']:>9.2f}{ratio['p99']:>9.2f}{'':>9}"
+              f"{ratio['cpu_per_request']:>12.2f}   (req/s ratio per round: {rounds})")
+        light = row["light"]
+        if "ratio_p99" in light:
+            print(f"{'':<10}light load ({light['connections']} connections): p99 "
+                  f"{light['syncbridge']['p99_ms_median']:.2f} vs {light['webhook']['p99_ms_median']:.2f} ms")
+    storage = result["storage"]
+    print(f"stored: {storage['delivery_keys']} delivery keys for {storage['accepted_2xx']} 2xx answers "
+          f"({storage['accepted_202']} of them 202; AOF {'on' if storage['aof_enabled'] else 'OFF'}); "
+          f"all with existing jobs: {storage['delivery_keys_with_existing_jobs'] == storage['delivery_keys']}")
+    print(f"web RSS after load, all processes: {result['web_rss_after_load_bytes'] / 1024 / 1024:.1f} MiB")
     for name, met in result["targets"].items():
         print(f"  target {name}: {'met' if met else 'NOT met'}")
 
@@ -353,7 +376,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds per server, interleaved")
     parser.add_argument("--light-rounds", type=int, default=1, help="rounds per server at --light-connections")
     parser.add_argument("--light-connections", type=int, default=2)
-    parser.add_argument("--web-workers", type=int, default=2, help="syncbridge web --workers")
+    parser.add_argument("--web-workers", type=int, default=1, help="syncbridge web --workers")
+    parser.add_argument("--sizes", nargs="+", choices=payloads.SIZES, default=list(payloads.SIZES),
+                        help="push bodies to send (bench.payloads)")
     parser.add_argument("--web-threads", type=int, default=None, help="syncbridge web --threads (default: its own)")
     parser.add_argument("--sweep", action="store_true", help="compare server variants (bench.serve)")
     parser.add_argument("--sweep-rounds", type=int, default=2)

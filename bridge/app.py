@@ -15,13 +15,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from bridge import config as config_module
 from bridge.config import Config
 from bridge.connection import connect
-from bridge.group_commit import GroupCommit
-from bridge.queueing import Delivery, Enqueuer, Receipt
-from bridge.receiver import REDIS_DOWN, Receiver
+from bridge.hooks import REDIS_DOWN, Hooks
+from bridge.limits import Limits
+from bridge.queueing import Enqueuer
 from bridge.store import Store
 
 log = logging.getLogger("syncbridge.web")
-DEFAULT_MAX_BODY = 25 * 1024 * 1024
 
 
 @dataclass
@@ -32,7 +31,7 @@ class Bridge:
     redis: Redis
     store: Store
     enqueuer: Enqueuer
-    commits: GroupCommit[Delivery, Receipt]  # the receiver's deliveries, many per Redis round trip
+    hooks: Hooks
     api_token: str | None
 
 
@@ -43,25 +42,26 @@ def current() -> Bridge:
 def create_app(config: Config | None = None, redis: Redis | None = None) -> Flask:
     """Build the web app; without arguments it reads ``SYNCBRIDGE_CONFIG`` and ``REDIS_URL``.
 
-    ``/hooks/<source>`` is served by :class:`bridge.receiver.Receiver` ahead of Flask, which
-    serves the rest; both behind ProxyFix, so job URLs use the host and scheme the client used.
+    Behind ProxyFix, so job URLs use the host and scheme the client used. ``syncbridge web``
+    serves it behind its event-loop edge (:mod:`bridge.receiver`), which answers
+    ``/hooks/<source>`` itself; any WSGI server (and the test client) gets that route from
+    :mod:`bridge.views.hooks`.
     """
-    from bridge.views import dashboard, health, jobs, metrics
+    from bridge.views import dashboard, health, hooks, jobs, metrics
 
     config = config or config_module.load()
     redis = redis or connect()
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = int(os.environ.get("SYNCBRIDGE_MAX_BODY_BYTES", DEFAULT_MAX_BODY))
+    app.config["MAX_CONTENT_LENGTH"] = Limits.from_environ().max_body
     app.json.sort_keys = False
     token = os.environ.get("SYNCBRIDGE_API_TOKEN") or None
     if token is None:
         log.warning("SYNCBRIDGE_API_TOKEN is not set: /jobs, /deliveries and the dashboard are open to anyone")
     enqueuer = Enqueuer(redis, config.retention)
-    bridge = Bridge(config, redis, Store(redis, config.retention), enqueuer, GroupCommit(enqueuer.commit), token)
+    bridge = Bridge(config, redis, Store(redis, config.retention), enqueuer, Hooks(config, enqueuer), token)
     app.extensions["syncbridge"] = bridge
-    receiver = Receiver(bridge, app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
-    app.wsgi_app = ProxyFix(receiver, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
-    for blueprint in (jobs.bp, health.bp, dashboard.bp, metrics.bp):
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    for blueprint in (hooks.bp, jobs.bp, health.bp, dashboard.bp, metrics.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(RedisError)

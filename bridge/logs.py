@@ -2,6 +2,12 @@
 
 ``SYNCBRIDGE_LOG_FORMAT=json`` gives one JSON object per line, with the ``delivery``, ``job``,
 ``source`` and ``target`` a log call passes in ``extra=``, for log platforms that index fields.
+
+One event is one line, whatever its text: a control character (a newline in a ref or in a
+provider's message, an ANSI escape, a Unicode line separator) is written escaped, as ``\\n`` or
+``\\x1b``, so nothing a sender controls can forge a line that looks like one of ours. That holds
+for the message, the context fields and, in the text format, a traceback too (the JSON format
+keeps a traceback's line breaks inside its ``exception`` string, where they cannot split the line).
 """
 
 from __future__ import annotations
@@ -10,26 +16,65 @@ import atexit
 import json
 import logging
 import os
+import re
 import sys
 import time
 from logging.handlers import QueueHandler, QueueListener
 from queue import SimpleQueue
+from typing import Any
 
-from bridge.redact import RedactingFilter, Redactor
+from bridge import redact
+from bridge.redact import Redactor
 
 CONTEXT_FIELDS = ("delivery", "job", "source", "target")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# C0 and C1 controls, DEL, Unicode line and paragraph separators, and the bidirectional overrides
+# that make text read differently from how it is stored.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape(text: str, keep: str = "") -> str:
+    """``text`` with every control character (but those in ``keep``) written as an escape sequence."""
+    return _CONTROL.sub(lambda m: m.group() if m.group() in keep else _escaped(m.group()), text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message``, the whole record (a traceback too) escaped onto one line."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message and any context fields."""
+    """One JSON object per record: time, level, logger, message and any context fields, escaped."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
-        entry.update({name: getattr(record, name) for name in CONTEXT_FIELDS if hasattr(record, name)})
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(), "logger": record.name, "message": escape(record.getMessage())}
+        for name in CONTEXT_FIELDS:
+            if hasattr(record, name):
+                value = getattr(record, name)
+                entry[name] = escape(value) if isinstance(value, str) else value
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = escape(self.formatException(record.exc_info), keep="\n")
         return json.dumps(entry, ensure_ascii=False)
+
+
+class _ScrubbingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each formatted line scrubbed: message, arguments, fields and traceback alike."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact.PROCESS(super().format(record))
 
 
 class _Handoff(QueueHandler):
@@ -45,22 +90,25 @@ class _Handoff(QueueHandler):
 
 
 def configure(redactor: Redactor | None = None, *, background: bool = False) -> None:
-    """Log to stderr at ``SYNCBRIDGE_LOG_LEVEL`` (INFO); every handler scrubs secrets.
+    """Log to stderr at ``SYNCBRIDGE_LOG_LEVEL`` (INFO), every line scrubbed by ``bridge.redact.PROCESS``.
+
+    ``redactor``'s secrets (the config's) join the process's, which also learns every credential
+    minted later.
 
     ``background`` (the web server) leaves scrubbing, formatting and writing to a thread of its
     own, off the request path: the receiver logs a line per job queued. Not for processes that fork
     after this (a forked child has no writer thread).
     """
     level = os.environ.get("SYNCBRIDGE_LOG_LEVEL", "INFO").upper()
-    handler = logging.StreamHandler(sys.stderr)
+    if redactor is not None:
+        redact.PROCESS.merge(redactor)
+    handler = _ScrubbingHandler(sys.stderr)
     if os.environ.get("SYNCBRIDGE_LOG_FORMAT", "").lower() == "json":
         formatter: logging.Formatter = JsonFormatter()
         formatter.converter = time.gmtime
     else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        formatter = TextFormatter()
     handler.setFormatter(formatter)
-    if redactor is not None:
-        handler.addFilter(RedactingFilter(redactor))
     # No format here shows the caller's file, thread or process: skip collecting them for every
     # record (the logging HOWTO's "Optimization"); the receiver logs a line per job queued.
     logging._srcfile = None  # type: ignore[attr-defined]

@@ -55,6 +55,17 @@ def count_best_effort(redis: Redis, name: str, **labels: str) -> None:
         log.debug("metric %s not counted: %s", name, exc)
 
 
+def add_best_effort(redis: Redis, name: str, counts: dict[str, int]) -> None:
+    """Add many counts at once (label field -> n) to counter ``name``, never failing the caller."""
+    pipe = redis.pipeline(transaction=False)
+    for label_field, n in counts.items():
+        pipe.hincrby(key(name), label_field, n)
+    try:
+        pipe.execute()
+    except RedisError as exc:
+        log.debug("metric %s not counted: %s", name, exc)
+
+
 def observe(redis: Redis, name: str, value: float, **labels: str) -> None:
     """Record ``value`` in histogram ``name`` (cumulative buckets, sum and count)."""
     label_field = field(**labels)

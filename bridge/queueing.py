@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from string import Template
@@ -39,7 +39,6 @@ from rq.utils import now, utcformat
 
 from bridge import metrics, store
 from bridge.config import TargetBase
-from bridge.connection import ScriptRunner
 from bridge.events import RefUpdate
 from bridge.routing import Match
 
@@ -69,7 +68,8 @@ _ENQUEUE = Template(store.RQ_ALIVE + """
 -- ARGV[5] RQ job key prefix, ARGV[6] number of RQ hashes, then each: n, n items (k v ...);
 -- then per delivery: delivery key, metric field if new, metric field if seen before, number of
 -- targets, and per target: the mirror's lanes key, job id, RQ hash index, description, the record's values.
--- Returns per delivery: 'new' or 'seen', the number of jobs it created, its job ids.
+-- Returns per delivery: 'new', the number of jobs it created and its job ids; or 'seen', 0 and
+-- (job id, target, status) for each of its jobs.
 local FIELDS = {$fields}
 local REF, BEFORE, AFTER, DELIVERY, LANE = $ref, $before, $after, $delivery, $lane
 local PER_TARGET = $per_target
@@ -86,11 +86,18 @@ local created = false
 while i <= #ARGV do
   local delivery, ntargets = ARGV[i], tonumber(ARGV[i + 3])
   if redis.call('EXISTS', delivery) == 1 then
+    -- Seen before: its jobs as they are now (id, target, status each), in this same round trip.
     redis.call('HINCRBY', KEYS[4], ARGV[i + 2], 1)
-    local ids = redis.call('LRANGE', delivery, 0, -1)
-    table.insert(ids, 1, 0)
-    table.insert(ids, 1, 'seen')
-    table.insert(replies, ids)
+    local seen = {'seen', 0}
+    for _, id in ipairs(redis.call('LRANGE', delivery, 0, -1)) do
+      local job = redis.call('HMGET', ARGV[4] .. id, 'target', 'status')
+      if job[1] then  -- a record that expired before its delivery is left out
+        table.insert(seen, id)
+        table.insert(seen, job[1])
+        table.insert(seen, job[2])
+      end
+    end
+    table.insert(replies, seen)
     i = i + 4 + ntargets * PER_TARGET
   else
     redis.call('HINCRBY', KEYS[4], ARGV[i + 1], 1)
@@ -170,12 +177,14 @@ return 'requeued'
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """What the receiver answers: the delivery, its job ids, whether it was seen before, and how many
-    of its jobs it created (the others were waiting jobs it joined)."""
+    of its jobs it created (the others were waiting jobs it joined); for a delivery seen before,
+    ``seen`` holds (job id, target, status) of each of its jobs as they are now."""
 
     delivery: str
     job_ids: list[str]
     seen_before: bool
     created: int
+    seen: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -197,7 +206,7 @@ class Enqueuer:
         self.redis = redis
         self.retention = int(retention)
         self.queue = Queue(QUEUE_NAME, connection=redis)
-        self._script = ScriptRunner(redis, _ENQUEUE)
+        self.script = redis.register_script(_ENQUEUE)  # the edge runs it on a connection of its own
         self._requeue = redis.register_script(_REQUEUE)
         self._rq_hashes: dict[int, tuple[Any, ...]] = {}
         self._keys = [store.INDEX_KEY, self.queue.key, Queue.redis_queues_keys, metrics.key("webhooks_received"),
@@ -216,7 +225,7 @@ class Enqueuer:
         recorded_delivery = delivery if trigger == "push" else ""
         for match in matches:
             target = targets[match.target]
-            job_id = uuid.uuid4().hex
+            job_id = os.urandom(16).hex()  # as unique as uuid4().hex, without building a UUID
             mirror = match.target  # what the target syncs: a templated target would add its rendered name
             digest, refs = _ref_filter(_filter_key(match.refs))
             update = match.update or _NO_UPDATE
@@ -230,6 +239,14 @@ class Enqueuer:
 
     def commit(self, deliveries: list[Delivery]) -> list[Receipt]:
         """Store ``deliveries`` in one script call, in order; one receipt each."""
+        keys, args = self.pack(deliveries)
+        return self.receipts(deliveries, self.script(keys=keys, args=args))
+
+    def pack(self, deliveries: list[Delivery]) -> tuple[list[Any], list[Any]]:
+        """The script's keys and arguments for storing ``deliveries`` in one call, in order.
+
+        Split from :meth:`commit` so the event-loop edge can send them on its own connection.
+        """
         rq_hashes: dict[int, int] = {}
         rq_args: list[Any] = []
         body: list[Any] = []
@@ -242,12 +259,20 @@ class Enqueuer:
                     rq_args += [len(template), *template]
                 body += [lanes, job_id, rq_hashes[timeout], description, *values]
         stamp = now()
-        args = [self.retention, f"{stamp.timestamp():.6f}", utcformat(stamp), store.job_key(""),
-                Job.redis_job_namespace_prefix, len(rq_hashes), *rq_args, *body]
-        replies = self._script(keys=self._keys, args=args)
+        return self._keys, [self.retention, f"{stamp.timestamp():.6f}", utcformat(stamp), store.job_key(""),
+                            Job.redis_job_namespace_prefix, len(rq_hashes), *rq_args, *body]
+
+    @staticmethod
+    def receipts(deliveries: list[Delivery], replies: list[Any]) -> list[Receipt]:
+        """The script's replies as one receipt per delivery (``zip`` refuses a short answer)."""
         receipts = []
-        for prepared, (flag, created, *ids) in zip(deliveries, replies, strict=True):
-            receipts.append(Receipt(prepared.delivery, [item.decode() for item in ids], flag == b"seen", created))
+        for prepared, (flag, created, *items) in zip(deliveries, replies, strict=True):
+            text = [item.decode() for item in items]
+            if flag == b"seen":
+                seen = tuple(zip(text[0::3], text[1::3], text[2::3], strict=True))
+                receipts.append(Receipt(prepared.delivery, text[0::3], True, 0, seen))
+            else:
+                receipts.append(Receipt(prepared.delivery, text, False, created))
         return receipts
 
     def enqueue(self, source: str, repo: str, delivery: str, matches: list[Match],

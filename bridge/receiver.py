@@ -1,154 +1,246 @@
-"""``POST /hooks/<source>``: verify the raw bytes, parse, route, enqueue, answer.
+"""The public edge: every request to ``syncbridge web`` arrives here, on an event loop.
 
-The one route a Git host calls, and the one that must be fast, so it is a bare WSGI app in
-front of Flask rather than a Flask view: Flask's request context, routing and response objects
-cost more CPU than everything below together (see docs/BENCHMARKS.md). Every other path goes on
-to the Flask app. Deliveries are stored through :class:`bridge.group_commit.GroupCommit`, so
-the requests a process serves at once share one Redis round trip.
+``/hooks/<source>`` faces the internet, so what a client can hold is a socket and a coroutine,
+never a thread (granian, in Rust, parses the request and enforces the header deadline):
+
+- the body is read here under a deadline (``body_timeout``, 10 s, plus a second for every
+  ``body_min_rate`` bytes that arrive, as Apache's mod_reqtimeout does, capped at
+  ``body_timeout_max``): a client that trickles gets 408 and a closed connection;
+- a body over its limit gets 413 before it is read (or as soon as a chunked one passes it);
+- bodies held at once share a byte budget, and requests in flight a cap: beyond either, a
+  prompt 503 with ``Retry-After`` rather than memory or latency for everyone.
+
+A hook delivery is then verified, parsed and routed (:class:`bridge.hooks.Hooks`) on the loop
+and stored through the group commit: every delivery that arrives while a Redis round trip is
+in flight shares the next one. Every other path (the API, the dashboard, health) goes, with its
+body already read, to the Flask app on a few threads (:mod:`bridge.wsgi_threads`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import asyncio
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import orjson
+from flask import Flask
+from granian.rsgi import ProtocolClosed
 from redis.exceptions import RedisError
-from werkzeug.datastructures import EnvironHeaders
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.wsgi import get_host, get_input_stream
 
-from bridge import metrics
-from bridge.events import BadPayload, Ignored, Ping, Unauthorized, UnsupportedMediaType
-from bridge.routing import route_push
-from bridge.sources import SOURCES
-
-if TYPE_CHECKING:
-    from bridge.app import Bridge
+from bridge import metrics, wsgi_threads
+from bridge.app import Bridge
+from bridge.connection import AsyncScript
+from bridge.group_commit import GroupCommit
+from bridge.hooks import PREFIX, REDIS_DOWN_ANSWER, Answer
+from bridge.limits import Limits
+from bridge.queueing import Delivery, Enqueuer, Receipt
 
 log = logging.getLogger("syncbridge.hooks")
-PREFIX = "/hooks/"
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-REDIS_DOWN = "the job store (Redis) is unavailable; nothing was stored, retry later"
+CLOSE = (("Connection", "close"),)
+COUNT_EVERY = 1.0  # seconds between writes of the deliveries answered without the queue to /metrics
+# Bodies up to this size are read in one call under the base deadline: 10 s for 64 KiB asks 6.5 KB/s
+# of a client, which no Git host falls below; larger ones earn more time as their bytes arrive.
+WHOLE_READ = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A status, a JSON body and any extra headers."""
+BUSY = Answer(503, {"error": "the bridge is busy; nothing was stored, retry later"}, (("Retry-After", "1"), *CLOSE))
+SLOW = Answer(408, {"error": "the request body did not arrive in time"}, CLOSE)
 
-    status: int
-    body: dict[str, Any]
-    headers: tuple[tuple[str, str], ...] = ()
+
+class _Body:
+    """One request body on its way in: its deadline, and the bytes of the process's budget it holds.
+
+    The deadline is one timer per request, re-armed only when it fires early (the deadline
+    moved on as bytes arrived), so a chunk costs an addition, not a timer.
+    """
+
+    __slots__ = ("deadline", "expired", "held", "last", "limits", "loop", "task", "timer")
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        start = self.loop.time()
+        self.deadline = start + limits.body_timeout
+        self.last = start + limits.body_timeout_max
+        self.expired = False
+        self.held = 0
+        self.timer = self.loop.call_at(self.deadline, self._fire)
+
+    def received(self, size: int) -> None:
+        self.deadline = min(self.deadline + size / self.limits.body_min_rate, self.last)
+
+    def _fire(self) -> None:
+        if self.loop.time() < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._fire)
+        else:
+            self.expired = True
+            if self.task is not None:  # always: bodies are read inside a request's task
+                self.task.cancel()
+
+    def done(self) -> None:
+        self.timer.cancel()
 
 
 class Receiver:
-    """The WSGI app for ``/hooks/<source>``; ``fallback`` (Flask) serves every other path."""
+    """The RSGI app ``syncbridge web`` serves (granian calls ``__rsgi_init__`` in each process)."""
 
-    def __init__(self, bridge: Bridge, fallback: WSGIApp, max_body: int):
+    def __init__(self, app: Flask, limits: Limits, threads: int):
+        self.app = app
+        bridge: Bridge = app.extensions["syncbridge"]
         self.bridge = bridge
-        self.fallback = fallback
-        self.max_body = max_body
-        self.secrets = {name: source.secret_list() for name, source in bridge.config.sources.items()}
+        self.limits = limits
+        self.threads = ThreadPoolExecutor(threads, thread_name_prefix="syncbridge-web")
+        self.in_flight = 0
+        self.body_bytes = 0
+        self.rejected: Counter[tuple[str, str]] = Counter()  # (source, outcome) -> deliveries not queued
+        self.script = AsyncScript(bridge.enqueuer.script)
+        self.commits: GroupCommit[Delivery, Receipt] = GroupCommit(self._store)
+        self._background: set[asyncio.Task[None]] = set()
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if not path.startswith(PREFIX) or "/" in path[len(PREFIX):] or path == PREFIX:
-            return self.fallback(environ, start_response)
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(self._count_rejected())
+        self._background.add(task)
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        for task in self._background:
+            task.cancel()
+        self.threads.shutdown(wait=False, cancel_futures=True)
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        if scope.proto != "http":
+            return
+        if self.in_flight >= self.limits.max_in_flight:
+            return _respond(proto, BUSY)
+        self.in_flight += 1
+        body: _Body | None = None
         try:
-            if environ["REQUEST_METHOD"] == "POST":
-                answer = self.receive(path[len(PREFIX):], environ)
+            path = scope.path
+            source = path[len(PREFIX):] if path.startswith(PREFIX) else ""
+            if not source or "/" in source:
+                body = _Body(self.limits)
+                await self._forward(scope, proto, body)
+            elif scope.method != "POST":
+                _respond(proto, Answer(405, {"error": "webhooks are POSTed"}, (("Allow", "POST"),)))
             else:
-                answer = Answer(405, {"error": "webhooks are POSTed"}, (("Allow", "POST"),))
-        except RedisError as exc:  # never a 2xx for work that was not stored
+                body = _Body(self.limits)
+                _respond(proto, await self._hook(scope, proto, source, body))
+        finally:
+            self.in_flight -= 1
+            if body is not None:
+                body.done()
+                self.body_bytes -= body.held
+
+    async def _hook(self, scope: Any, proto: Any, source: str, body: _Body) -> Answer:
+        raw = await self._read(scope, proto, self.limits.max_body, body)
+        if isinstance(raw, Answer):
+            return raw
+        result = self.bridge.hooks.check(source, scope.headers, raw)
+        if isinstance(result, Answer):
+            if result.outcome is not None:
+                self.rejected[source, result.outcome] += 1
+            return result
+        try:
+            receipt = await self.commits.submit(result.delivery)
+        except (RedisError, OSError) as exc:  # never a 2xx for work that was not stored
             log.error("redis unavailable: %s", type(exc).__name__)
-            answer = Answer(503, {"error": REDIS_DOWN}, (("Retry-After", "5"),))
+            return REDIS_DOWN_ANSWER
         except Exception:
-            log.exception("delivery to %s failed", path)
-            answer = Answer(500, {"error": "internal error; nothing was stored"})
-        body = json.dumps(answer.body, separators=(",", ":")).encode()
-        start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}",
-                       [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *answer.headers])
-        return [body]
+            log.exception("delivery to %s failed", source)
+            return Answer(500, {"error": "internal error; nothing was stored"})
+        return self.bridge.hooks.answer(result, receipt, _job_url_root(scope))
 
-    def receive(self, source: str, environ: dict[str, Any]) -> Answer:
-        bridge = self.bridge
-        settings = bridge.config.sources.get(source)
-        if settings is None:
-            return Answer(404, {"error": f"unknown source {source!r}"})
-        host = SOURCES[settings.kind]
-        headers = EnvironHeaders(environ)
-        body = self._body(environ)
-        if body is None:
-            return Answer(413, {"error": f"the body is over {self.max_body} bytes"}, (("Connection", "close"),))
-        try:
-            host.verify(headers, body, self.secrets[source])
-        except Unauthorized as exc:
-            log.warning("source=%s rejected: %s", source, exc, extra={"source": source})
-            return self._not_queued(source, "unauthorized", {"error": str(exc)}, 401)
-        try:
-            event = host.parse(headers, body)
-        except UnsupportedMediaType as exc:
-            return self._not_queued(source, "unsupported_media_type", {"error": str(exc)}, 415)
-        except BadPayload as exc:
-            return self._not_queued(source, "bad_payload", {"error": str(exc)}, 400)
-        if isinstance(event, Ping):
-            return self._not_queued(source, "ping", {"ping": "ok", "source": source}, 200)
-        if isinstance(event, Ignored):
-            return self._not_queued(source, "ignored", {"ignored": event.reason}, 200)
-        matches = route_push(bridge.config, source, event)
-        if not matches:
-            refs = ", ".join(update.ref for update in event.updates)
-            return self._not_queued(source, "unrouted", {"ignored": f"no route for {event.repo} {refs}"}, 200)
-        delivery = event.delivery or "sha256-" + hashlib.sha256(body).hexdigest()
-        receipt = bridge.commits.submit(
-            bridge.enqueuer.prepare(source, event.repo, delivery, matches, bridge.config.targets))
-        root = _job_url_root(environ)
-        if receipt.seen_before:
-            jobs = [_summary(root, job["id"], job["target"], job["status"])
-                    for job in bridge.store.get_many(receipt.job_ids)]
-            log.info("delivery=%s seen before: jobs=%s", delivery, ",".join(receipt.job_ids),
-                     extra={"delivery": delivery, "source": source})
-            return Answer(200, {"delivery": delivery, "jobs": jobs})
-        jobs = [_summary(root, job_id, match.target, "queued")
-                for job_id, match in zip(receipt.job_ids, matches, strict=True)]
-        # A line per job queued; a push that only joined waiting jobs (a burst) is a debug line, so log
-        # volume follows the work queued, as the syncs do. Every delivery is in /deliveries and /metrics.
-        log.log(logging.INFO if receipt.created else logging.DEBUG, "delivery=%s source=%s repo=%s jobs=%s%s",
-                delivery, source, event.repo, ",".join(receipt.job_ids), "" if receipt.created else " (joined)",
-                extra={"delivery": delivery, "source": source})
-        return Answer(202, {"delivery": delivery, "jobs": jobs})
+    async def _forward(self, scope: Any, proto: Any, body: _Body) -> None:
+        """Any other route: read the body here, then let Flask answer on a thread."""
+        raw = await self._read(scope, proto, self.limits.api_max_body, body)
+        if isinstance(raw, Answer):
+            return _respond(proto, raw)
+        environ = wsgi_threads.environ(scope, raw)
+        status, headers, content = await asyncio.get_running_loop().run_in_executor(
+            self.threads, wsgi_threads.run, self.app, environ)
+        proto.response_bytes(status, headers, content)
 
-    def _body(self, environ: dict[str, Any]) -> bytes | None:
-        """The raw bytes, or None when they are over the limit (refused before reading them).
+    async def _read(self, scope: Any, proto: Any, limit: int, body: _Body) -> bytes | Answer:
+        """The whole body, or the answer that ends the request (408, 413, 503) without it.
 
-        With a Content-Length (what every host sends) it is one read; chunked bodies go through
-        werkzeug's limited stream, which counts as it reads.
+        A body of known length that the base deadline covers at any sane rate (``WHOLE_READ``
+        bytes: every push of a few commits) is read in one call; larger and chunked ones
+        chunk by chunk, each chunk extending the deadline and counted against the limits.
         """
-        length = environ.get("CONTENT_LENGTH")
-        if length and length.isdigit():
-            if int(length) > self.max_body:
-                return None
-            return environ["wsgi.input"].read(int(length))
+        declared = scope.headers.get("content-length")
         try:
-            return get_input_stream(environ, max_content_length=self.max_body).read()
-        except RequestEntityTooLarge:
-            return None
+            if declared is not None:
+                length = int(declared)  # granian has checked it is a number
+                if length > limit:
+                    return _too_large(limit)
+                if not self._hold(body, length):
+                    return BUSY
+                if length == 0:
+                    return b""
+                if length <= WHOLE_READ:
+                    return await proto()
+            return await self._read_chunks(proto, limit, body)
+        except asyncio.CancelledError:
+            if not body.expired:
+                raise
+            log.info("%s %s: the body did not arrive in time", scope.method, scope.path)
+            return SLOW
+        except ProtocolClosed:
+            return Answer(400, {"error": "the client closed the connection before the body arrived"}, CLOSE)
 
-    def _not_queued(self, source: str, outcome: str, body: dict[str, str], status: int) -> Answer:
-        """Answer without touching the queue; the count is best effort (accepted ones count in the script)."""
-        metrics.count_best_effort(self.bridge.redis, "webhooks_received", source=source, outcome=outcome)
-        return Answer(status, body)
+    async def _read_chunks(self, proto: Any, limit: int, body: _Body) -> bytes | Answer:
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in proto:
+            received += len(chunk)
+            if received > limit:  # a chunked body has no Content-Length to refuse it by
+                return _too_large(limit)
+            if received > body.held and not self._hold(body, received - body.held):
+                return BUSY
+            chunks.append(chunk)
+            body.received(len(chunk))
+        return b"".join(chunks)
+
+    def _hold(self, body: _Body, size: int) -> bool:
+        """Take ``size`` more bytes of the process's body budget for ``body``, if there are that many."""
+        if self.body_bytes + size > self.limits.body_budget:
+            return False
+        self.body_bytes += size
+        body.held += size
+        return True
+
+    async def _store(self, deliveries: list[Delivery]) -> list[Receipt]:
+        keys, args = self.bridge.enqueuer.pack(deliveries)
+        return Enqueuer.receipts(deliveries, await self.script(keys, args))
+
+    async def _count_rejected(self) -> None:
+        """Add the deliveries answered without the queue to /metrics, once a second, off the request path."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(COUNT_EVERY)
+            if self.rejected:
+                counts, self.rejected = self.rejected, Counter()
+                fields = {metrics.field(source=source, outcome=outcome): n
+                          for (source, outcome), n in counts.items()}
+                await loop.run_in_executor(self.threads, metrics.add_best_effort, self.bridge.redis,
+                                           "webhooks_received", fields)
 
 
-def _job_url_root(environ: dict[str, Any]) -> str:
-    """Where ``/jobs/<id>`` lives as the client sees it (``ProxyFix`` has applied X-Forwarded-*)."""
-    host = environ.get("HTTP_HOST") or get_host(environ)
-    return f"{environ['wsgi.url_scheme']}://{host}{environ.get('SCRIPT_NAME', '')}/jobs/"
+def _respond(proto: Any, answer: Answer) -> None:
+    proto.response_bytes(answer.status, [("Content-Type", "application/json"), *answer.headers],
+                         orjson.dumps(answer.body))
 
 
-def _summary(root: str, job_id: str, target: str, status: str) -> dict[str, str]:
-    return {"id": job_id, "target": target, "status": status, "url": root + job_id}
+def _too_large(limit: int) -> Answer:
+    return Answer(413, {"error": f"the body is over {limit} bytes"}, CLOSE)
+
+
+def _job_url_root(scope: Any) -> str:
+    """Where ``/jobs/<id>`` lives as the client sees it: the last proxy's X-Forwarded-Proto and -Host
+    (what ProxyFix trusts in the Flask app), else the request's own Host."""
+    headers = scope.headers
+    scheme = (headers.get("x-forwarded-proto") or scope.scheme).rsplit(",", 1)[-1].strip()
+    host = (headers.get("x-forwarded-host") or headers.get("host") or scope.server).rsplit(",", 1)[-1].strip()
+    return f"{scheme}://{host}/jobs/"

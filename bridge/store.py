@@ -15,6 +15,8 @@ from typing import Any
 
 from redis import Redis
 
+from bridge import redact
+
 PREFIX = "syncbridge"
 TERMINAL = frozenset({"completed", "failed"})
 # Fields a user sees, in the order INTERFACE.md shows them; the rest are the worker's bookkeeping.
@@ -138,13 +140,18 @@ NEXT_RECONCILE_KEY = f"{PREFIX}:reconcile:next"  # target -> epoch of the next r
 
 
 def encode(fields: dict[str, Any]) -> dict[str, str]:
-    """A job's fields as the strings a Redis hash holds (JSON for structures, '' for None)."""
+    """A job's fields as the strings a Redis hash holds (JSON for structures, '' for None).
+
+    Every string is scrubbed of secrets on the way: provider answers (an error quoting our token,
+    a mirror's ``last_error`` with a URL's password) are stored here and shown by every view and
+    notification, so this is where they are cleaned, once (see ``bridge.redact``).
+    """
     out = {}
     for name, value in fields.items():
         if name in _JSON_FIELDS:
-            out[name] = json.dumps(value, separators=(",", ":"))
+            out[name] = json.dumps(redact.scrub(value), separators=(",", ":"))
         else:
-            out[name] = "" if value is None else str(value)
+            out[name] = "" if value is None else redact.scrub(str(value))
     return out
 
 
@@ -270,7 +277,7 @@ class Store:
         return {name.decode(): float(value) for name, value in self.redis.hgetall(key).items()}
 
     def save_sweep(self, source: str, report: dict[str, Any]) -> None:
-        self.redis.hset(SWEEPS_KEY, source, json.dumps(report))
+        self.redis.hset(SWEEPS_KEY, source, json.dumps(redact.scrub(report)))
 
     def sweeps(self) -> dict[str, dict[str, Any]]:
         """Per source, the last redelivery sweep's report."""

@@ -6,7 +6,8 @@ The admin API is how a test (or a person running the demo) steers the providers 
 - ``GET /_sandbox/settings[/NAME]``, ``PUT /_sandbox/settings/NAME`` (merged over the defaults),
   ``DELETE /_sandbox/settings``: reset everything (settings, faults, operations, calls).
 - ``POST /_sandbox/faults/NAME`` ``{"responses": [...]}`` and/or ``{"chaos": {...}}``;
-  ``DELETE /_sandbox/faults``.
+  ``DELETE /_sandbox/faults``. ``{request}`` in a response's ``message`` (or in the ``error``
+  setting) quotes back what the request sent, credentials included (``sandbox.common``).
 - ``GET /_sandbox/operations?provider=NAME``: every operation and how far it got.
 - ``GET /_sandbox/``: the providers and their base URLs.
 """

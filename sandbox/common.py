@@ -5,6 +5,13 @@ view runs: it is logged, the provider's ``latency`` is slept, the next injected 
 is applied, and the credential is checked. The pipeline runs at app level (not per blueprint)
 so that a request to a path the provider does not have is logged and answered in that
 provider's own error shape too, like the real service would.
+
+Some services quote back what they were sent, credentials included, in an error message or a
+mirror's last error. ``{request}`` anywhere in an answer (written in a fault's ``message``, or in
+the ``error`` setting a failed operation reports) becomes :func:`request_echo` on the way out:
+the request's credential headers and body as sent, then all of it again percent-encoded, as in a
+"sign in again" link. That is how the secrets suite makes every provider quote our tokens,
+minted ones included, at the bridge.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -29,6 +37,8 @@ log = logging.getLogger("sandbox")
 
 ErrorRenderer = Callable[..., Response]  # (status, message=None, **provider-specific extras)
 Authenticator = Callable[[SandboxState], "Response | None"]
+REQUEST_PLACEHOLDER = "{request}"
+CREDENTIAL_HEADERS = ("Authorization", "X-Auth-Token", "PRIVATE-TOKEN")  # every provider's, between them
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,9 @@ def install(app: Flask, specs: list[ProviderSpec]) -> None:
             if g.get("sandbox_retry_after") is not None:
                 response.headers["Retry-After"] = g.sandbox_retry_after
             state().finish_call(call, response.status_code)
+        if REQUEST_PLACEHOLDER.encode() in response.get_data():  # inside a JSON string: escape it as one
+            echo = json.dumps(request_echo())[1:-1].encode()
+            response.set_data(response.get_data().replace(REQUEST_PLACEHOLDER.encode(), echo))
         return response
 
     @app.errorhandler(Refusal)
@@ -141,6 +154,17 @@ def _apply_fault(spec: ProviderSpec, fault: dict[str, Any] | None) -> Response |
     if status is None or status < 400:
         return None  # a timeout, or "answer normally but add Retry-After" (Azure's soft throttling)
     return spec.error_for_request()(int(status), fault.get("message"))
+
+
+def request_echo() -> str:
+    """What a careless service quotes back: the credential headers and body of this request, as sent,
+    and the same again percent-encoded in a link."""
+    sent = [f"{name}: {request.headers[name]}" for name in CREDENTIAL_HEADERS if name in request.headers]
+    body = request.get_data(cache=True, as_text=True)
+    if body:
+        sent.append(f"body: {body}")
+    text = "; ".join(sent) or "no credentials"
+    return f"you sent {text} (sign in again: https://login.example/?request={quote(text, safe='')})"
 
 
 def _seconds(value: float) -> str:

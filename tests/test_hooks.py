@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from urllib.parse import urlencode
@@ -17,6 +18,7 @@ from bridge.embedded import EmbeddedRedis
 from bridge.samples import github as github_push
 from bridge.sources import github
 from bridge.sources.signing import verify_digest
+from bridge.store import delivery_key
 from tests.conftest import SECRET, github_headers, mesa_config
 
 SANDBOX_URL = "http://127.0.0.1:9"  # never called: these tests stop at the queue
@@ -108,6 +110,31 @@ def test_bad_signature_is_401_and_stores_nothing(client: FlaskClient, redis: Red
     assert response.status_code == 401
     assert SECRET not in response.get_data(as_text=True)
     assert queued_ids(redis) == [] and redis.keys("syncbridge:job:*") == redis.keys("syncbridge:delivery:*") == []
+
+
+def test_a_flood_of_forged_deliveries_is_one_warning_not_one_line_each(
+        client: FlaskClient, redis: Redis, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="syncbridge.hooks")
+    body = push_body()
+    for index in range(50):
+        headers = github_headers(body, delivery=f"forged-{index}", secret="not-the-secret")
+        assert client.post("/hooks/github", data=body, headers=headers).status_code == 401
+    levels = [record.levelname for record in caplog.records if "rejected" in record.getMessage()]
+    assert levels == ["WARNING"] + ["DEBUG"] * 49
+    counted = redis.hget("syncbridge:metrics:webhooks_received", '{"outcome":"unauthorized","source":"github"}')
+    assert counted == b"50"  # every one still counted
+
+
+def test_chunked_body_over_the_limit_is_413(config: Config, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a Content-Length the limit is counted while reading: 413, not the first bytes judged (401)."""
+    monkeypatch.setenv("SYNCBRIDGE_MAX_BODY_BYTES", "1024")
+    client = create_app(config, redis).test_client()
+    body = push_body() + b" " * 2048
+    headers = {**github_headers(body, delivery="chunked-big"), "Transfer-Encoding": "chunked"}
+    response = client.post("/hooks/github", input_stream=io.BytesIO(body), headers=headers,
+                           environ_base={"wsgi.input_terminated": True})  # as a WSGI server sets for chunked bodies
+    assert response.status_code == 413
+    assert queued_ids(redis) == [] and not redis.exists(delivery_key("github", "chunked-big"))
 
 
 def test_rotated_secrets_are_all_accepted(write_config: Callable[[str], Config], redis: Redis) -> None:

@@ -132,7 +132,10 @@ def test_nothing_unsigned_is_stored_and_nothing_answers_5xx(
     path = f"/hooks/{kind}-nope" if wrong_source else f"/hooks/{kind}"
     answer = post(client, path, headers, body)
     COUNTS["unsigned"] += 1
-    assert answer.status_code == (404 if wrong_source else 401), (answer.status_code, answer.get_data()[:200])
+    # A body that says it is compressed is refused for that (415) before its signature is looked at.
+    encoded = str(headers.get("Content-Encoding", "")).strip().lower() not in ("", "identity")
+    expected = 404 if wrong_source else 415 if encoded else 401
+    assert answer.status_code == expected, (answer.status_code, answer.get_data()[:200])
     assert stored(redis) == before
 
 

@@ -349,6 +349,27 @@ def test_faults_are_answered_in_order_in_the_providers_shape(driver: Driver, ser
     assert normal.status_code < 300
 
 
+def test_a_fault_can_quote_back_what_the_request_sent(driver: Driver, server: SandboxServer) -> None:
+    """``{request}`` in a fault's message: the credential header and body, as sent and percent-encoded."""
+    inject(server, driver.name, {"status": 401, "message": "refused: {request}"})
+    refused = driver.trigger()
+    sent = next(iter(driver.auth.items()))
+    quoted = driver.error_message(refused)
+    assert refused.status_code == 401 and quoted.startswith(f"refused: you sent {sent[0]}: {sent[1]}")
+    assert urllib.parse.quote(f"{sent[0]}: {sent[1]}", safe="") in quoted
+    body = (refused.request.body or b"").decode()
+    assert (f"body: {body}" in quoted) if body else "body:" not in quoted
+
+
+def test_a_failed_operation_can_quote_back_the_request_that_reads_it(server: SandboxServer,
+                                                                     http: requests.Session) -> None:
+    configure(server, "gitlab-mirror", outcome="failed", polls=1, error='fetch failed: {request} "quoted"')
+    drive = make("gitlab-mirror", server, http)
+    last_error = drive.poll(drive.trigger()).json()["last_error"]
+    assert last_error.startswith(f'fetch failed: you sent PRIVATE-TOKEN: {TOKEN} (sign in again: ')
+    assert last_error.endswith('"quoted"')  # the answer is still JSON, the echo escaped inside its string
+
+
 def test_timeout_fault_delays_then_answers_normally(driver: Driver, server: SandboxServer) -> None:
     inject(server, driver.name, {"timeout": 0.2})
     started = time.monotonic()

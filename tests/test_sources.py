@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +18,8 @@ from types import ModuleType
 from urllib.parse import urlencode
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
 
 from bridge.events import (
@@ -28,6 +32,7 @@ from bridge.events import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from bridge.samples import signed_push
 from bridge.sources import (
     SOURCES,
     bitbucket_cloud,
@@ -784,8 +789,6 @@ def test_bitbucket_push_without_a_change_list_is_bad_payload(kind: str, changes:
 @pytest.mark.parametrize("ref", ["refs/heads/main", "refs/tags/v1.0"])
 def test_send_test_samples_verify_and_parse_as_their_host(kind: str, ref: str) -> None:
     """`syncbridge send-test` builds pushes that each host module accepts as its own."""
-    from bridge.samples import signed_push
-
     repo = "ACME/widgets" if kind == "bitbucket-server" else "acme/widgets"
     headers, body = signed_push(kind, repo, ref, A, B, [SECRET])
     module = HOSTS[kind].module
@@ -793,3 +796,80 @@ def test_send_test_samples_verify_and_parse_as_their_host(kind: str, ref: str) -
     event = module.parse(Headers(headers), body)
     assert isinstance(event, Push) and event.repo == repo and event.delivery
     assert [(u.ref, u.before, u.after) for u in event.updates] == [(ref, A, B)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Refs git would refuse, and control characters anywhere: a 400 with the reason, on every host
+
+_REPOS = {kind: "ACME/widgets" if kind == "bitbucket-server" else "acme/widgets" for kind in HOSTS}
+FORGED = "\n2030-01-01 00:00:00,000 INFO syncbridge.worker: job=forged target=widgets completed"
+BAD_REFS = [  # (ref, the reason's words), one per rule of git-check-ref-format(1)
+    ("refs/heads/main" + FORGED, "control character"),
+    ("refs/heads/a\rb", "control character"),
+    ("refs/heads/a\x7fb", "control character"),
+    ("refs/heads/two words", "space"),
+    ("refs/heads/a~1", "'~'"),
+    ("refs/heads/a^", "'^'"),
+    ("refs/heads/a:b", "':'"),
+    ("refs/heads/what?", "'?'"),
+    ("refs/heads/feat*", "'*'"),
+    ("refs/heads/[x]", "'['"),
+    ("refs/heads/a\\b", r"'\\'"),
+    ("refs/heads/a..b", "'..'"),
+    ("refs/heads/a@{1}", "'@{'"),
+    ("refs/heads/main.", "ends with '.'"),
+    ("refs/heads/main/", "ends with '/'"),
+    ("refs/heads//main", "empty component"),
+    ("refs/heads/.hidden", "starts with '.'"),
+    ("refs/heads/x/.y/z", "starts with '.'"),
+    ("refs/heads/main.lock", "ends with '.lock'"),
+    ("refs/heads/a.lock/b", "ends with '.lock'"),
+]
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTS))
+@pytest.mark.parametrize(("ref", "reason"), BAD_REFS, ids=[repr(ref)[-14:] for ref, _ in BAD_REFS])
+def test_a_ref_git_would_refuse_is_bad_payload_saying_why(kind: str, ref: str, reason: str) -> None:
+    headers, body = signed_push(kind, _REPOS[kind], ref, A, B, SECRET)
+    with pytest.raises(BadPayload, match=re.escape(reason)) as refused:
+        HOSTS[kind].module.parse(Headers(headers), body)
+    assert "\n" not in str(refused.value)  # the reason quotes the ref escaped: it is safe to log
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTS))
+@pytest.mark.parametrize("ref", ["refs/heads/feature/ünïcode-#1", "refs/tags/v1.0.0-rc.1+build.5",
+                                 "refs/heads/a.b/c_d", "refs/heads/@", "refs/heads/release/2026.02"])
+def test_unusual_refs_git_accepts_are_accepted(kind: str, ref: str) -> None:
+    headers, body = signed_push(kind, _REPOS[kind], ref, A, B, SECRET)
+    assert HOSTS[kind].module.parse(Headers(headers), body).updates[0].ref == ref
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTS))
+def test_a_repository_name_with_a_control_character_is_bad_payload(kind: str) -> None:
+    repo = "ACME/widgets" + FORGED if kind == "bitbucket-server" else "acme/widgets" + FORGED
+    headers, body = signed_push(kind, repo, "refs/heads/main", A, B, SECRET)
+    with pytest.raises(BadPayload, match="control character"):
+        HOSTS[kind].module.parse(Headers(headers), body)
+
+
+@pytest.mark.parametrize("kind", ["gitea", "forgejo"])
+def test_a_deleted_branchs_bad_name_is_bad_payload(kind: str) -> None:
+    """Gitea's delete event names the branch by itself; the full name built from it is checked too."""
+    payload = json.loads(fixture(kind, "delete-branch.json"))
+    payload["ref"] = "feature/moss.lock"
+    body = json.dumps(payload).encode()
+    with pytest.raises(BadPayload, match=r"'\.lock'"):
+        HOSTS[kind].module.parse(signed(kind, body, event="delete"), body)
+
+
+
+_REF_PIECES = ["main", "a", "é", ".", "..", "/", "//", "@", "@{", "{", "~", "^", ":", "?", "*", "[", "\\", " ",
+               "-", ".lock", "\x7f", "\t", "\n"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_REF_PIECES), min_size=1, max_size=6).map(lambda parts: "refs/heads/" + "".join(parts)))
+def test_the_ref_check_agrees_with_git_itself(ref: str) -> None:
+    """``git check-ref-format`` is the authority: our reason is None exactly when git takes the name."""
+    by_git = subprocess.run(["git", "check-ref-format", ref], capture_output=True, timeout=10).returncode == 0
+    assert (payloads.ref_format_problem(ref) is None) == by_git, (ref, payloads.ref_format_problem(ref))

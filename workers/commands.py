@@ -23,10 +23,10 @@ def worker(burst: bool, processes: int) -> None:
     from workers.worker import run
 
     try:
-        ctx = context()
+        context()  # the config, its secrets registered with the scrubber
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    configure(ctx.redact)
+    configure()
     run(burst=burst, processes=processes)
 
 
@@ -48,18 +48,19 @@ def check(online: bool) -> None:
 
 
 def _check_online(config: config_module.Config) -> bool:
-    from bridge.redact import Redactor
+    from bridge import redact
     from workers.providers import PROVIDERS
     from workers.providers.base import Http, ProviderError
 
-    redact = Redactor(config.secret_values())
+    redact.register(*config.secret_values())  # tokens minted by the checks register themselves
+    configure()  # what a library logs meanwhile is scrubbed too
     healthy = True
     for name, target in config.targets.items():
         try:
             PROVIDERS[target.provider].check(target, Http(target, target.provider))
         except ProviderError as exc:
             healthy = False
-            click.echo(f"{name} ({target.provider}): FAILED: {redact(exc.reason)}")
+            click.echo(f"{name} ({target.provider}): FAILED: {redact.scrub(exc.reason)}")
         else:
             click.echo(f"{name} ({target.provider}): OK")
     return healthy
@@ -69,6 +70,7 @@ def _check_online(config: config_module.Config) -> bool:
 @click.option("--dry-run", is_flag=True, help="only report what is missing; redeliver nothing")
 def sweep(dry_run: bool) -> None:
     """One redelivery sweep of every source with an `api:` block: print what it found and did."""
+    from bridge import redact
     from bridge.connection import connect
     from bridge.store import Store
     from workers.context import context
@@ -80,6 +82,7 @@ def sweep(dry_run: bool) -> None:
         raise click.ClickException(str(exc)) from None
     if not any(source.api for source in config.sources.values()):
         raise click.ClickException("no source has an `api:` block; nothing to sweep")
+    configure()
     reports = sweep_all(config, Store(connect(), config.retention), dry_run=dry_run)
     if not reports:
         raise click.ClickException("another sweep is running; try again in a minute")
@@ -90,6 +93,6 @@ def sweep(dry_run: bool) -> None:
         for guid in report.missed:
             click.echo(f"  missed: {guid}")
         for error in report.errors:
-            click.echo(f"  error: {error}")
+            click.echo(f"  error: {redact.scrub(error)}")
     if any(report.errors for report in reports):
         sys.exit(1)

@@ -1,4 +1,4 @@
-"""Per-process state of a worker: the config, the secret scrubber, one HTTP session per target.
+"""Per-process state of a worker: the config, one HTTP session per target.
 
 Built once per worker process (RQ's SimpleWorker runs jobs in-process), so sessions keep their
 connections alive and token caches survive between jobs.
@@ -10,15 +10,14 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from bridge import config as config_module
+from bridge import redact
 from bridge.config import Config
-from bridge.redact import Redactor
 from workers.providers.base import Http
 
 
 @dataclass
 class Context:
     config: Config
-    redact: Redactor
     sessions: dict[str, Http] = field(default_factory=dict)
 
     def http(self, target_name: str) -> Http:
@@ -31,6 +30,10 @@ class Context:
 
 @cache
 def context() -> Context:
-    """The worker's context, from ``SYNCBRIDGE_CONFIG`` (loaded once per process)."""
+    """The worker's context, from ``SYNCBRIDGE_CONFIG`` (loaded once per process).
+
+    The config's secrets are registered with the process's scrubber here, before any job runs.
+    """
     config = config_module.load()
-    return Context(config=config, redact=Redactor(config.secret_values()))
+    redact.register(*config.secret_values())
+    return Context(config=config)

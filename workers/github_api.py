@@ -17,9 +17,11 @@ import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from bridge import redact
 from bridge.config import SourceApi
 
 TIMEOUT = (5.0, 20.0)
+JWT_LIFE = 600  # an App JWT's longest life, GitHub's limit
 
 
 class GitHubError(Exception):
@@ -67,14 +69,16 @@ class HookDeliveries:
             try:
                 message = response.json().get("message", "")
             except ValueError:
-                message = response.text[:200]
+                message = redact.scrub(response.text)[:200]  # scrubbed before a cut can halve a secret
             raise GitHubError(f"GitHub answered {response.status_code} to {method} {url}: {message}")
         return response
 
     def _credential(self) -> str:
         if self.api.token is not None:
             return self.api.token.get_secret_value()
-        return app_jwt(int(self.api.app_id or 0), Path(self.api.private_key_file or "").read_bytes())
+        jwt = app_jwt(int(self.api.app_id or 0), Path(self.api.private_key_file or "").read_bytes())
+        redact.register(jwt, expires_at=time.time() + JWT_LIFE)  # a bearer credential while it lives
+        return jwt
 
 
 def app_jwt(app_id: int, private_key_pem: bytes, now: float | None = None) -> str:
@@ -84,7 +88,7 @@ def app_jwt(app_id: int, private_key_pem: bytes, now: float | None = None) -> st
     if not isinstance(key, rsa.RSAPrivateKey):
         raise GitHubError("the GitHub App private key must be an RSA key")
     header = _b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
-    payload = _b64(json.dumps({"iat": issued, "exp": issued + 600, "iss": str(app_id)}).encode())
+    payload = _b64(json.dumps({"iat": issued, "exp": issued + JWT_LIFE, "iss": str(app_id)}).encode())
     signature = key.sign(f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
     return f"{header}.{payload}.{_b64(signature)}"
 

@@ -86,15 +86,15 @@ def _step(current: Job, job_id: str) -> Retry | None:
             store.increment(job_id, "polls")
             remote = provider.poll(target, job, Remote.from_json(job["remote"]), http)
     except Transient as exc:
-        return _after_transient(store, job, target.retries, target.timeout, ctx.redact(exc.reason), exc.retry_after)
+        return _after_transient(store, job, target.retries, target.timeout, exc.reason, exc.retry_after)
     except Permanent as exc:
-        raise _fail(store, job_id, ctx.redact(exc.reason)) from None
+        raise _fail(store, job_id, exc.reason) from None
     store.update(job_id, remote=remote.to_json(), errors=0)
     if remote.state == "completed":
         end(store, job_id, "completed")
         return None
     if remote.state == "failed":
-        raise _fail(store, job_id, ctx.redact(remote.error or f"provider status {remote.status}"))
+        raise _fail(store, job_id, remote.error or f"provider status {remote.status}")
     if _elapsed(job) > target.timeout:
         raise _fail(store, job_id, f"gave up after {int(target.timeout)}s: the provider still says {remote.status!r}")
     polls = int(job.get("polls") or 0)
@@ -115,7 +115,7 @@ def on_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseExcepti
     store = Store(connection, context().config.retention)
     record = store.get(job.id)
     if record is not None and record["status"] not in TERMINAL:
-        end(store, job.id, "failed", context().redact(f"worker error: {exc_type.__name__}: {exc_value}"))
+        end(store, job.id, "failed", f"worker error: {exc_type.__name__}: {exc_value}")
 
 
 def _after_transient(store: Store, job: dict[str, Any], retries: int, timeout: float, reason: str,

@@ -3,6 +3,10 @@
 After each state change the worker snapshots the job (as ``GET /jobs/<id>`` shows it) and
 enqueues one ``send`` per matching ``notify`` rule on a queue of its own, with RQ's Retry: a
 chat outage is retried a few times and can neither delay nor change the sync's outcome.
+
+The snapshot comes from the stored record, scrubbed of secrets already (``bridge.store.encode``);
+it is scrubbed again as it is queued and as it leaves, so a channel added here, or a credential
+minted after it was stored, cannot let one through (``bridge.redact``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import requests
 from redis import Redis
 from rq import Queue, Retry
 
-from bridge import metrics
+from bridge import metrics, redact
 from bridge.queueing import NOTIFY_QUEUE_NAME
 from bridge.store import public
 from workers.context import context
@@ -34,7 +38,7 @@ class NotificationFailed(Exception):
 
 def announce(redis: Redis, job: dict[str, Any]) -> None:
     """Enqueue a notification of ``job``'s current state for every rule that wants it."""
-    snapshot = public(job)
+    snapshot = redact.scrub(public(job))
     rules = [index for index, rule in enumerate(context().config.notify) if snapshot["status"] in rule.on]
     if not rules:
         return
@@ -51,18 +55,19 @@ def send(snapshot: dict[str, Any], index: int) -> None:
     chat = apprise.Apprise()
     try:
         if chat.add(url):
-            title, body = message(snapshot)
-            if not chat.notify(title=ctx.redact(title), body=ctx.redact(body)):
+            title, body = redact.scrub(message(snapshot))
+            if not chat.notify(title=title, body=body):
                 raise NotificationFailed(f"the {_service(chat)} webhook refused the message")
         else:
-            response = requests.post(url, json=snapshot, timeout=10,
+            response = requests.post(url, json=redact.scrub(snapshot), timeout=10,
                                      headers={"User-Agent": "syncbridge", "X-Syncbridge-Event": "job"})
             if response.status_code >= 300:
                 raise NotificationFailed(f"{urlsplit(url).hostname} answered {response.status_code}")
     except (NotificationFailed, requests.RequestException) as exc:
         metrics.count_best_effort(_redis(), "notifications", outcome="failed")
-        log.warning("notification %d for job %s failed: %s", index, snapshot["id"], ctx.redact(str(exc)))
-        raise NotificationFailed(ctx.redact(str(exc))) from None
+        reason = redact.scrub(str(exc))
+        log.warning("notification %d for job %s failed: %s", index, snapshot["id"], reason)
+        raise NotificationFailed(reason) from None
     metrics.count_best_effort(_redis(), "notifications", outcome="sent")
 
 

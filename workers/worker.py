@@ -26,6 +26,7 @@ from rq.job_lifecycle import call_exception_handlers
 from rq.registry import StartedJobRegistry
 from rq.worker_pool import WorkerPool
 
+from bridge import redact
 from bridge.connection import connect
 from bridge.queueing import NOTIFY_QUEUE_NAME, QUEUE_NAME
 from workers.context import context
@@ -70,6 +71,11 @@ class SyncWorker(SimpleWorker):
             call_exception_handlers(self._exc_handlers, job, *exc_info)
             return
         super().handle_exception(job, *exc_info)
+
+    def handle_job_failure(self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = "",
+                           execution: Any = None) -> None:
+        """RQ keeps a failed execution's traceback in Redis: scrubbed first, like all we store."""
+        super().handle_job_failure(job, queue, started_job_registry, redact.scrub(exc_string), execution)
 
 
 def run(burst: bool = False, processes: int = 1, redis_url: str | None = None) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 
 import requests
 
+from bridge import redact
 from bridge.config import TargetBase
 
 State = Literal["running", "completed", "failed"]
@@ -131,7 +132,11 @@ def retry_after(response: requests.Response) -> float | None:
 
 
 def describe_error(response: requests.Response) -> str:
-    """The provider's own error message in one line, whatever shape its error body has."""
+    """The provider's own error message in one line, whatever shape its error body has.
+
+    Scrubbed before it is cut to length: a secret the provider quoted back and the cut went
+    through would no longer match, and half of it would be stored and shown.
+    """
     text = response.text or ""
     try:
         data = json.loads(text)
@@ -141,7 +146,7 @@ def describe_error(response: requests.Response) -> str:
     if message is None:
         title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
         message = f"an HTML page ({title.group(1).strip()})" if title else (text or response.reason or "no body")
-    return _one_line(message)
+    return _one_line(redact.scrub(message))
 
 
 def _message_from(data: Any) -> str | None:

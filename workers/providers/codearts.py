@@ -3,7 +3,9 @@
 Auth is ``X-Auth-Token``: the target's static ``token``, or an IAM token minted with the
 target's password identity (``POST {iam.endpoint}/v3/auth/tokens``, scoped to ``iam.project``,
 token in the ``X-Subject-Token`` header), cached per process for its life (24 h, or the
-``expires_at`` IAM states) and renewed shortly before it ends.
+``expires_at`` IAM states) and renewed shortly before it ends. A minted token is registered
+with the scrubber (``bridge.redact``) as soon as it arrives, so a provider quoting it back
+cannot put it in a job, a log line or a notification.
 
 No endpoint takes the trigger's ``jid``, so the follow reads the repository's mirror status
 (``GET .../remote-mirror``). The update is ours once ``last_update_at`` is at or after the
@@ -25,6 +27,7 @@ from typing import Any
 
 import requests
 
+from bridge import redact
 from bridge.config import CodeartsTarget, HuaweiIam
 from bridge.store import now_iso
 from workers.providers.base import Http, Permanent, Remote, State, json_body
@@ -92,5 +95,6 @@ def _mint(iam: HuaweiIam, http: Http) -> Token:
     token = response.headers.get("X-Subject-Token")
     if not token:
         raise Permanent(f"{NAME}: IAM answered {response.status_code} without an X-Subject-Token header")
+    redact.register(token, expires_at=time.time() + IAM_TOKEN_LIFE)  # IAM tokens never live longer
     expires = parse_time((json_body(response, NAME).get("token") or {}).get("expires_at"))
     return Token(token, expires.timestamp() if expires else time.time() + IAM_TOKEN_LIFE)

@@ -4,7 +4,9 @@ Auth is a Bearer OAuth2 token: the target's static ``token``, or one minted from
 service-account file by google-auth (a JWT-bearer grant posted to the file's ``token_uri``) and
 cached per process until shortly before it expires. google-auth's token request goes through
 the target's ``Http``, so the token endpoint's errors are classified like any provider answer,
-and google-auth's own retry loop (which sleeps) never runs: it only ever sees a 200.
+and google-auth's own retry loop (which sleeps) never runs: it only ever sees a 200. Both
+credentials minted on the way, the signed JWT assertion google-auth sends and the access token
+it gets back, are registered with the scrubber (``bridge.redact``) before they are used.
 
 Unconfirmed: Google's discovery document lists no operations resource. When polling
 ``GET /v1/{operation.name}`` answers 404, 405 or 501, the sync was accepted but cannot be
@@ -16,11 +18,13 @@ from __future__ import annotations
 import time
 from datetime import UTC
 from typing import Any
+from urllib.parse import parse_qs
 
 import requests
 from google.auth import exceptions, transport
 from google.oauth2 import service_account
 
+from bridge import redact
 from bridge.config import GoogleCsrTarget
 from workers.providers.base import Http, Permanent, Remote, json_body
 from workers.providers.common import Token, TokenCache, bearer
@@ -28,7 +32,7 @@ from workers.providers.common import Token, TokenCache, bearer
 NAME = "google-csr"
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 UNPOLLABLE = (404, 405, 501)
-TOKEN_LIFE = 3600.0  # Google's access tokens live an hour
+TOKEN_LIFE = 3600.0  # Google's access tokens live an hour, and google-auth's JWT assertions as long
 TOKENS = TokenCache()
 
 
@@ -73,7 +77,9 @@ def _mint(path: str, http: Http) -> Token:
         raise Permanent(f"{NAME}: the token endpoint's answer is unusable: {exc.args[0] if exc.args else exc}") \
             from None
     expiry = credentials.expiry  # naive UTC; None if the endpoint gave no expires_in
-    return Token(credentials.token, expiry.replace(tzinfo=UTC).timestamp() if expiry else time.time() + TOKEN_LIFE)
+    token = Token(credentials.token, expiry.replace(tzinfo=UTC).timestamp() if expiry else time.time() + TOKEN_LIFE)
+    redact.register(token.value, expires_at=token.expires_at)
+    return token
 
 
 class _Transport(transport.Request):
@@ -84,6 +90,8 @@ class _Transport(transport.Request):
 
     def __call__(self, url: str, method: str = "GET", body: Any = None, headers: Any = None,
                  timeout: Any = None, **kwargs: Any) -> transport.Response:
+        form = body.decode() if isinstance(body, bytes) else body if isinstance(body, str) else ""
+        redact.register(*parse_qs(form).get("assertion", []), expires_at=time.time() + TOKEN_LIFE)
         return _Answer(self.http.request(method, url, data=body, headers=headers))
 
 

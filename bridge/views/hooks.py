@@ -1,0 +1,53 @@
+"""``POST /hooks/<source>`` as a Flask view: for WSGI servers and the test client.
+
+``syncbridge web`` answers this route on its event-loop edge (:mod:`bridge.receiver`) before
+Flask sees it; this view gives the same answers from the same :class:`bridge.hooks.Hooks`,
+storing each delivery in a script call of its own.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from bridge import metrics
+from bridge.app import current
+from bridge.hooks import Accepted, Answer
+
+bp = Blueprint("hooks", __name__)
+
+
+@bp.route("/hooks/<source>", methods=["GET", "POST"])
+def receive(source: str) -> Response:
+    if request.method != "POST":
+        return _json(Answer(405, {"error": "webhooks are POSTed"}, (("Allow", "POST"),)))
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    body = _read_body(limit)
+    if body is None:
+        return _json(Answer(413, {"error": f"the body is over {limit} bytes"}, (("Connection", "close"),)))
+    bridge = current()
+    result = bridge.hooks.check(source, request.headers, body)
+    if isinstance(result, Accepted):
+        receipt = bridge.enqueuer.commit([result.delivery])[0]
+        result = bridge.hooks.answer(result, receipt, request.url_root + "jobs/")
+    elif result.outcome is not None:
+        metrics.count_best_effort(bridge.redis, "webhooks_received", source=source, outcome=result.outcome)
+    return _json(result)
+
+
+def _read_body(limit: int) -> bytes | None:
+    """The raw body, or None when it is over ``limit``: refused by its Content-Length before it is
+    read, or counted while a chunked one is read (werkzeug's own limit would cut such a body at the
+    limit and hand on the part, which then fails its signature: a misleading 401)."""
+    if request.content_length is not None:
+        return None if request.content_length > limit else request.get_data(cache=False)
+    if not request.environ.get("wsgi.input_terminated"):  # no length and no end: PEP 3333 says no body
+        return b""
+    raw = request.environ["wsgi.input"].read(limit + 1)
+    return None if len(raw) > limit else raw
+
+
+def _json(answer: Answer) -> Response:
+    response = jsonify(answer.body)
+    response.status_code = answer.status
+    response.headers.extend(answer.headers)
+    return response
