@@ -98,13 +98,17 @@ SAMPLES: dict[str, tuple[Callable[..., tuple[dict[str, str], dict[str, Any]]],
 }
 
 
-def signed_push(kind: str, repo: str, ref: str, before: str, after: str, source_secrets: list[bytes]) -> Sample:
-    """Headers and raw body of a push from a ``kind`` host, signed as the host would with the source's
-    ``source_secrets`` (current first): GitLab with its signing token when the source has one, since the
-    plain token alone is then refused."""
+def signing_secret(kind: str, source_secrets: list[bytes]) -> bytes:
+    """The secret a ``kind`` host signs with, of a source's (current first): GitLab's signing token
+    when the source has one, since the plain token alone is then refused."""
+    if kind == "gitlab":
+        return next((s for s in source_secrets if s.startswith(SIGNING_TOKEN_PREFIX)), source_secrets[0])
+    return source_secrets[0]
+
+
+def signed_push(kind: str, repo: str, ref: str, before: str, after: str, secret: bytes) -> Sample:
+    """Headers and raw body of a push from a ``kind`` host, signed with ``secret``."""
     build, sign = SAMPLES[kind]
-    secret = next((s for s in source_secrets if kind == "gitlab" and s.startswith(SIGNING_TOKEN_PREFIX)),
-                  source_secrets[0])
     headers, document = build(repo, ref, before, after)
     body = json.dumps(document).encode()
     return {**headers, "Content-Type": "application/json", **sign(body, secret)}, body

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from bridge.embedded import EmbeddedRedis
-from bridge.samples import bitbucket_cloud, bitbucket_server, signed_push
+from bridge.samples import bitbucket_cloud, bitbucket_server, signed_push, signing_secret
 from bridge.sources.signing import hmac_sha256
 from tests.conftest import TOKEN, github_headers
 from tests.test_end_to_end import running_bridge
@@ -87,7 +87,7 @@ def test_a_delivery_id_is_unique_per_source_not_across_sources(bridge: str) -> N
 
 def test_gitlab_with_a_signing_token_dedupes_signed_replays_and_refuses_the_plain_token(bridge: str) -> None:
     headers, body = signed_push("gitlab", "acme/widgets", "refs/heads/main", "0" * 40, "b" * 40,
-                                [GITLAB_TOKEN.encode(), SIGNING_TOKEN.encode()])
+                                signing_secret("gitlab", [GITLAB_TOKEN.encode(), SIGNING_TOKEN.encode()]))
     first = post(f"{bridge}/hooks/gitlab", body, headers)
     assert first.status_code == 202, first.text
     assert first.json()["delivery"] == headers["webhook-id"]

@@ -498,9 +498,10 @@ def test_gitlab_with_a_signing_token_configured_the_plain_token_is_not_enough() 
 
 
 def test_send_test_signs_gitlab_pushes_with_the_signing_token_when_there_is_one() -> None:
-    from bridge.samples import signed_push
+    from bridge.samples import signed_push, signing_secret
 
-    headers, body = signed_push("gitlab", "acme/widgets", "refs/heads/main", A, B, [SECRET, SIGNING_TOKEN])
+    secret = signing_secret("gitlab", [SECRET, SIGNING_TOKEN])
+    headers, body = signed_push("gitlab", "acme/widgets", "refs/heads/main", A, B, secret)
     assert "X-Gitlab-Token" not in headers  # a signing token never travels in clear
     gitlab.verify(Headers(headers), body, [SECRET, SIGNING_TOKEN])
     assert gitlab.parse(Headers(headers), body).delivery == headers["webhook-id"]
@@ -790,7 +791,7 @@ def test_bitbucket_push_without_a_change_list_is_bad_payload(kind: str, changes:
 def test_send_test_samples_verify_and_parse_as_their_host(kind: str, ref: str) -> None:
     """`syncbridge send-test` builds pushes that each host module accepts as its own."""
     repo = "ACME/widgets" if kind == "bitbucket-server" else "acme/widgets"
-    headers, body = signed_push(kind, repo, ref, A, B, [SECRET])
+    headers, body = signed_push(kind, repo, ref, A, B, SECRET)
     module = HOSTS[kind].module
     module.verify(Headers(headers), body, [SECRET])
     event = module.parse(Headers(headers), body)
