@@ -8,4 +8,4 @@ COPY sandbox ./sandbox
 RUN pip install --no-cache-dir . && useradd --create-home syncbridge
 USER syncbridge
 EXPOSE 8000
-CMD ["syncbridge", "web"]
+CMD ["syncbridge", "web", "--host", "0.0.0.0"]

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import config as config_module
+from bridge import redact
 from bridge.config import Config
 from bridge.connection import connect
 from bridge.hooks import REDIS_DOWN, Hooks
@@ -32,7 +33,8 @@ class Bridge:
     store: Store
     enqueuer: Enqueuer
     hooks: Hooks
-    api_token: str | None
+    api_token: str | None  # None: protected mode (bridge.views.auth)
+    metrics_token: str | None  # opens /metrics alone
 
 
 def current() -> Bridge:
@@ -47,7 +49,7 @@ def create_app(config: Config | None = None, redis: Redis | None = None) -> Flas
     ``/hooks/<source>`` itself; any WSGI server (and the test client) gets that route from
     :mod:`bridge.views.hooks`.
     """
-    from bridge.views import dashboard, health, hooks, jobs, metrics
+    from bridge.views import auth, dashboard, health, hooks, jobs, metrics
 
     config = config or config_module.load()
     redis = redis or connect()
@@ -56,13 +58,19 @@ def create_app(config: Config | None = None, redis: Redis | None = None) -> Flas
     app.json.sort_keys = False
     token = os.environ.get("SYNCBRIDGE_API_TOKEN") or None
     if token is None:
-        log.warning("SYNCBRIDGE_API_TOKEN is not set: /jobs, /deliveries and the dashboard are open to anyone")
+        log.warning("SYNCBRIDGE_API_TOKEN is not set: protected mode, the dashboard, /jobs, /deliveries and "
+                    "/metrics answer only clients on this machine")
+    metrics_token = os.environ.get("SYNCBRIDGE_METRICS_TOKEN") or None
+    redact.register(*(secret for secret in (token, metrics_token) if secret))  # never in a log line either
     enqueuer = Enqueuer(redis, config.retention)
-    bridge = Bridge(config, redis, Store(redis, config.retention), enqueuer, Hooks(config, enqueuer), token)
+    bridge = Bridge(config, redis, Store(redis, config.retention), enqueuer, Hooks(config, enqueuer), token,
+                    metrics_token)
     app.extensions["syncbridge"] = bridge
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
     for blueprint in (hooks.bp, jobs.bp, health.bp, dashboard.bp, metrics.bp):
         app.register_blueprint(blueprint)
+    app.before_request(auth.guard)  # every route is guarded unless it is marked public
+    app.after_request(auth.secure_headers)
 
     @app.errorhandler(RedisError)
     def redis_down(exc: RedisError):  # never a 2xx for work that was not stored

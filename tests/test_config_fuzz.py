@@ -28,7 +28,7 @@ from tests.test_reliability import record_numbers
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LOADED = {"config": 0, "error": 0}  # what the fuzzing saw, for docs/RELIABILITY.md
 
-ENV = {"GITHUB_SECRET": "gh-webhook-secret", "GITLAB_SECRET": "gl-webhook-secret", "MESA_KEY": "mesa-api-key",
+ENV = {"GITHUB_SECRET": "gh-webhook-secret-0001", "GITLAB_SECRET": "gl-webhook-secret-0001", "MESA_KEY": "mesa-api-key",
        "BBDC_TOKEN": "bbdc-token", "PAT": "azure-pat", "GL_TOKEN": "gitlab-token", "GITEA_TOKEN": "gitea-token",
        "IAM_PASSWORD": "iam-password", "GH_API_TOKEN": "github-api-token"}
 VALID = """
@@ -37,11 +37,11 @@ sources:
     kind: github
     secret: ${GITHUB_SECRET}
     api: {token: "${GH_API_TOKEN}", hook: {repo: acme/widgets, id: 123}, sweep_every: 10m}
-  gitlab: {kind: gitlab, secrets: ["${GITLAB_SECRET}", old-gitlab-secret]}
-  gitea: {kind: gitea, secret: gitea-secret}
-  forgejo: {kind: forgejo, secret: forgejo-secret}
-  bbs: {kind: bitbucket-server, secret: bbs-secret}
-  bbc: {kind: bitbucket-cloud, secret: bbc-secret}
+  gitlab: {kind: gitlab, secrets: ["${GITLAB_SECRET}", old-gitlab-secret-0001]}
+  gitea: {kind: gitea, secret: gitea-secret-00000001}
+  forgejo: {kind: forgejo, secret: forgejo-secret-000001}
+  bbs: {kind: bitbucket-server, secret: bbs-secret-000000001}
+  bbc: {kind: bitbucket-cloud, secret: bbc-secret-000000001}
 targets:
   mesa:
     provider: mesa
@@ -101,13 +101,14 @@ def config_file(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
 
 
 def load_bytes(path: Path, data: bytes, env: dict[str, str] | None = None) -> Config | ConfigError:
-    """Load ``data`` as the config file: a Config, or the ConfigError; anything else escapes and fails the test."""
+    """Load ``data`` as the config file: a Config, or the ConfigError naming the file (and, for YAML, line:column);
+    anything else escapes and fails the test."""
     path.write_bytes(data)
     try:
         config = load(path, env=ENV if env is None else env)
     except ConfigError as exc:
         LOADED["error"] += 1
-        assert exc.problems and all(problem.startswith(f"{path}: ") for problem in exc.problems), exc.problems
+        assert exc.problems and all(problem.startswith(f"{path}:") for problem in exc.problems), exc.problems
         return exc
     LOADED["config"] += 1
     assert_runnable(config)
@@ -128,7 +129,7 @@ def assert_runnable(config: Config) -> None:
             assert math.isfinite(source.api.sweep_every) and source.api.sweep_every > 0
     for route in config.routes:
         assert route.source in config.sources and set(route.targets) <= set(config.targets)
-    Redactor(config.secret_values())("a line with gh-webhook-secret in it")
+    Redactor(config.secret_values())("a line with gh-webhook-secret-0001 in it")
 
 
 def test_the_seed_config_is_valid(config_file: Path) -> None:
@@ -256,7 +257,7 @@ def test_text_edits_of_a_valid_config(config_file: Path, data: st.DataObject) ->
 
 
 def _target(extra: str) -> str:
-    return ("sources: {github: {kind: github, secret: abcd}}\n"
+    return ("sources: {github: {kind: github, secret: abcd-efgh-ijkl-mnop}}\n"
             f"targets: {{t: {{provider: mesa, org: a, repo: b, token: abcd{extra}}}}}\n"
             "routes: [{source: github, repo: a/b, targets: [t]}]\n")
 

@@ -54,13 +54,16 @@ def running_bridge(config: Path, redis_url: str, processes: int = 2, port: int |
     port = port or free_port()
     web = subprocess.Popen([sys.executable, "-m", "bridge", "web", "--host", "127.0.0.1", "--port", str(port),
                             "--workers", "1"], env=env)
-    worker = subprocess.Popen([sys.executable, "-m", "bridge", "worker", "--processes", str(processes)], env=env)
+    worker: subprocess.Popen[bytes] | None = None
     try:
+        # The web first: a worker's first sweep asks GitHub to redeliver at once, to a web that must listen.
         wait_for(f"http://127.0.0.1:{port}/readyz")
+        worker = subprocess.Popen([sys.executable, "-m", "bridge", "worker", "--processes", str(processes)], env=env)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(web)
-        stop(worker)
+        if worker is not None:
+            stop(worker)
 
 
 @pytest.fixture

@@ -138,10 +138,11 @@ def test_chunked_body_over_the_limit_is_413(config: Config, redis: Redis, monkey
 
 
 def test_rotated_secrets_are_all_accepted(write_config: Callable[[str], Config], redis: Redis) -> None:
-    config = write_config(mesa_config(SANDBOX_URL).replace(f"secret: {SECRET}", "secrets: [new-one, old-one]"))
+    config = write_config(mesa_config(SANDBOX_URL).replace(
+        f"secret: {SECRET}", "secrets: [new-webhook-secret-1, old-webhook-secret-1]"))
     client = create_app(config, redis).test_client()
     body = push_body()
-    for secret, delivery in (("new-one", "n"), ("old-one", "o")):
+    for secret, delivery in (("new-webhook-secret-1", "n"), ("old-webhook-secret-1", "o")):
         headers = github_headers(body, delivery=delivery, secret=secret)
         assert client.post("/hooks/github", data=body, headers=headers).status_code in (200, 202)
 

@@ -12,7 +12,7 @@ from bridge.routing import route_push
 
 def config(*routes: dict) -> Config:
     return Config.model_validate({
-        "sources": {"gh": {"kind": "github", "secret": "x"}, "other": {"kind": "github", "secret": "y"}},
+        "sources": {"gh": {"kind": "github", "secret": "x" * 16}, "other": {"kind": "github", "secret": "y" * 16}},
         "targets": {name: {"provider": "mesa", "org": "a", "repo": "b", "token": "t"} for name in "abc"},
         "routes": list(routes),
     })

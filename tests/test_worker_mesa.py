@@ -162,7 +162,7 @@ def test_a_failed_job_can_be_retried_with_the_api_token(setup, redis: Redis, mon
     job_id = push(client)
     drive(redis)
     assert job(client, job_id)["status"] == "failed"
-    assert client.post(f"/jobs/{job_id}/retry").status_code == 401  # no token configured: refused
+    assert client.post(f"/jobs/{job_id}/retry").status_code == 403  # protected mode: local, but no JSON body
     monkeypatch.setenv("SYNCBRIDGE_API_TOKEN", "ops-token")
     client = create_app(client.application.extensions["syncbridge"].config, redis).test_client()
     auth = {"Authorization": "Bearer ops-token"}

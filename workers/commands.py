@@ -17,8 +17,13 @@ from bridge.logs import configure
 @click.option("--processes", type=click.IntRange(1, 64), default=lambda: int(os.environ.get(
     "SYNCBRIDGE_WORKER_PROCESSES", 2)), show_default="$SYNCBRIDGE_WORKER_PROCESSES or 2",
     help="worker processes (a slow provider then cannot hold up the others)")
-def worker(burst: bool, processes: int) -> None:
+@click.option("--check", "health_check", is_flag=True,
+              help="only check: exit 0 if a worker on this host is alive and heartbeating (a health check)")
+def worker(burst: bool, processes: int, health_check: bool) -> None:
     """Run RQ workers with their scheduler: trigger syncs and follow them to their end."""
+    if health_check:
+        _check_worker()
+        return
     from workers.context import context
     from workers.worker import run
 
@@ -30,18 +35,39 @@ def worker(burst: bool, processes: int) -> None:
     run(burst=burst, processes=processes)
 
 
+def _check_worker() -> None:
+    """Say whether this host's worker lives, from RQ's own registry; exit 1 if not (or Redis is down)."""
+    import socket
+
+    from redis.exceptions import RedisError
+
+    from bridge.connection import NoRedis, address, connect, problem
+    from workers.worker import ALIVE_WITHIN, live_workers
+
+    try:
+        redis = connect()
+        workers = live_workers(redis)
+    except NoRedis as exc:
+        raise click.ClickException(str(exc)) from None
+    except RedisError as exc:
+        raise click.ClickException(f"redis at {address(redis)}: {problem(exc)}") from None
+    if not workers:
+        raise click.ClickException(f"no worker on {socket.gethostname()} has sent a heartbeat in the last"
+                                   f" {ALIVE_WITHIN} s")
+    click.echo(f"{len(workers)} worker processes alive on {socket.gethostname()}")
+
+
 @click.command()
 @click.option("--online", is_flag=True, help="also make one harmless authenticated call to each target")
 def check(online: bool) -> None:
     """Validate the config (file, key and reason for each problem); exit 1 if it is unusable."""
-    path = config_module.config_path()
     try:
-        config = config_module.load(path)
+        config = config_module.load()
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(problem, err=True)
         sys.exit(1)
-    click.echo(f"{path}: OK: {len(config.sources)} sources, {len(config.targets)} targets, "
+    click.echo(f"{config.path}: OK: {len(config.sources)} sources, {len(config.targets)} targets, "
                f"{len(config.routes)} routes")
     if online and not _check_online(config):
         sys.exit(1)

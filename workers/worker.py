@@ -9,6 +9,10 @@ live as long as the worker. Several processes (RQ's ``WorkerPool``) keep one slo
 holding up the others: each execution is one HTTP call bounded by the target's
 ``request_timeout``, so a slow provider occupies at most one process at a time per call.
 
+A Redis that does not answer when a worker starts is waited for (one log line naming it, then
+retries with backoff), in the main process and in each pool process: otherwise every process
+would die with a traceback and RQ's pool would respawn it at once, in a loop.
+
 RQ's statistics are kept true where RQ lets us (docs/RELIABILITY.md, "What RQ's own tools show"):
 a job that returns ``rq.Retry`` to poll again has neither failed nor finished, so it is not counted
 as a failure; a sync that fails raises ``SyncFailed`` and is logged by us in one line, not by RQ
@@ -18,16 +22,22 @@ with a traceback.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
+from datetime import UTC, datetime
 from typing import Any
 
-from rq import Queue, SimpleWorker
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, SimpleWorker, Worker
 from rq.job import Job, Retry
 from rq.job_lifecycle import call_exception_handlers
 from rq.registry import StartedJobRegistry
 from rq.worker_pool import WorkerPool
 
 from bridge import redact
-from bridge.connection import connect
+from bridge.connection import address, connect, problem
 from bridge.queueing import NOTIFY_QUEUE_NAME, QUEUE_NAME
 from workers.context import context
 from workers.jobs import SyncFailed
@@ -37,12 +47,17 @@ WORKER_TTL = 30  # an idle worker blocks on the queue for TTL - 15 s, and runs m
 MAINTENANCE_INTERVAL = 15
 JOB_MONITORING_INTERVAL = 10
 QUEUES = (QUEUE_NAME, NOTIFY_QUEUE_NAME)  # syncs first
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between attempts to reach Redis, doubling
+ALIVE_WITHIN = 2 * WORKER_TTL  # a live worker heartbeats at least every WORKER_TTL - 15 s
+
+log = logging.getLogger("syncbridge.worker")
 
 
 class SyncWorker(SimpleWorker):
     """RQ's in-process worker with syncbridge's timings (WorkerPool builds workers by class)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
+        wait_for_redis(kwargs["connection"])  # RQ's constructor already talks to Redis
         kwargs.setdefault("worker_ttl", WORKER_TTL)
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
         kwargs.setdefault("job_monitoring_interval", JOB_MONITORING_INTERVAL)
@@ -83,6 +98,7 @@ def run(burst: bool = False, processes: int = 1, redis_url: str | None = None) -
     context()  # fail fast on a bad config, before taking any job
 
     redis = connect(redis_url, blocking=True)
+    wait_for_redis(redis)
     # RQ lists a queue (``rq info``, rq-dashboard) once something was enqueued on it; the notify
     # queue may stay empty for days, and both belong in the list from the start.
     redis.sadd(Queue.redis_queues_keys, *(Queue(name, connection=redis).key for name in QUEUES))
@@ -94,3 +110,48 @@ def run(burst: bool = False, processes: int = 1, redis_url: str | None = None) -
     else:
         WorkerPool(list(QUEUES), connection=redis, num_workers=processes, worker_class=SyncWorker).start(
             burst=burst, logging_level=level)
+
+
+def wait_for_redis(redis: Redis) -> None:
+    """Return once Redis answers; meanwhile say once (and again if the reason changes) what is wrong."""
+    delay, said, since = RETRY_FIRST, "", time.monotonic()
+    while True:
+        try:
+            redis.ping()
+        except RedisError as exc:
+            reason = problem(exc)
+            if reason != said:
+                log.error("redis at %s: %s; retrying with backoff (every %.0f s at most)",
+                          address(redis), reason, RETRY_MAX)
+                said = reason
+            time.sleep(delay)
+            delay = min(2 * delay, RETRY_MAX)
+            continue
+        if said:
+            log.info("redis at %s answers after %.0f s; starting", address(redis), time.monotonic() - since)
+        return
+
+
+def live_workers(redis: Redis, host: str | None = None) -> list[Worker]:
+    """RQ workers of ``host`` (this machine or container) whose process lives and that heartbeated lately.
+
+    For ``syncbridge worker --check``, a container health check: it runs beside the worker, so the
+    hostname is the worker's and its processes are visible; a registration left behind by a worker
+    that died (same hostname after a container restart) does not count.
+    """
+    host = host or socket.gethostname()
+    now = datetime.now(UTC)
+    return [worker for worker in Worker.all(connection=redis)
+            if worker.hostname == host and worker.last_heartbeat is not None
+            and (now - worker.last_heartbeat).total_seconds() < ALIVE_WITHIN
+            and worker.pid is not None and _process_exists(worker.pid)]
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from urllib.parse import urlsplit
 
 import click
 import requests
@@ -15,8 +16,17 @@ def api_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A URL requests can use: without a scheme it would fail with "No connection adapters"."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.BadParameter(f"{value!r} is not an http(s) URL: write it with its scheme,"
+                                 f" e.g. http://{value.split('://')[-1]}")
+    return value
+
+
 bridge_url_option = click.option(
-    "--url", default=lambda: f"http://127.0.0.1:{os.environ.get('PORT', 8000)}",
+    "--url", default=lambda: f"http://127.0.0.1:{os.environ.get('PORT', 8000)}", callback=_http_url,
     show_default="http://127.0.0.1:$PORT", help="the running bridge")
 
 

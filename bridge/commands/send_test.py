@@ -27,22 +27,23 @@ TERMINAL = ("completed", "failed")
 
 
 @click.command("send-test")
-@click.option("--source", "source_name", required=True, help="the source (key under `sources:`) to sign for")
+@click.option("--source", "source_name", help="the source (key under `sources:`) to sign for; default: the only one")
 @click.option("--repo", help="repository full name (default: the first route's repo for this source)")
 @click.option("--ref", default="refs/heads/main", show_default=True)
 @bridge_url_option
 @click.option("--wait", "wait_seconds", type=float, default=60, show_default=True,
               help="seconds to follow the jobs (0: don't)")
-def send_test(source_name: str, repo: str | None, ref: str, url: str, wait_seconds: float) -> None:
+def send_test(source_name: str | None, repo: str | None, ref: str, url: str, wait_seconds: float) -> None:
     """Send a correctly signed sample push and print the jobs and their final status."""
-    path = config_module.DEMO_PATH if demo_mode() else config_module.config_path()
     try:
-        config = config_module.load(path)
+        config = config_module.load(config_module.DEMO_PATH if demo_mode() else None)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    source_name = source_name or _only_source(config)
     source = config.sources.get(source_name)
     if source is None:
-        raise click.ClickException(f"no source {source_name!r} in {path} (sources: {', '.join(config.sources)})")
+        raise click.ClickException(f"no source {source_name!r} in {config.path}"
+                                   f" (sources: {', '.join(config.sources)})")
     repo = repo or _default_repo(config, source_name)
     after = secrets.token_hex(20)
     headers, raw = signed_push(source.kind, repo, ref, "0" * 40, after,
@@ -53,12 +54,45 @@ def send_test(source_name: str, repo: str | None, ref: str, url: str, wait_secon
     except requests.RequestException as exc:
         raise click.ClickException(f"cannot reach {endpoint}: {exc}") from None
     click.echo(f"POST {endpoint} ({source.kind}: {repo} {ref} {after[:7]}) -> {response.status_code}")
-    answer = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
-    click.echo(json.dumps(answer, indent=2))
+    answer = _json(response)
+    click.echo(json.dumps(answer, indent=2) if answer else response.text.strip())
     if response.status_code != 202:
         sys.exit(1)
     if wait_seconds > 0 and not _follow(answer["jobs"], wait_seconds):
         sys.exit(1)
+
+
+def _only_source(config: config_module.Config) -> str:
+    if len(config.sources) == 1:
+        return next(iter(config.sources))
+    raise click.ClickException(f"{config.path} has {len(config.sources)} sources: choose one with --source"
+                               f" ({', '.join(config.sources) or 'none'})")
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    """The answer's JSON object, or {} when it is not one (a proxy's HTML error page)."""
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _job(url: str, headers: dict[str, str]) -> dict[str, Any]:
+    """One job's record from its status route; a refusal is said in words, not as a KeyError."""
+    try:
+        response = requests.get(url, headers=headers, timeout=10)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc}") from None
+    if response.status_code == 200:
+        return response.json()
+    error = _json(response).get("error") or response.text.strip()
+    if response.status_code == 401:
+        given = "is not the bridge's" if headers else "is not set in this shell"
+        raise click.ClickException(
+            f"the bridge took the push, but its job routes need its API token and SYNCBRIDGE_API_TOKEN {given}:"
+            f" export SYNCBRIDGE_API_TOKEN=<the bridge's token> and run again (GET {url} -> 401: {error})")
+    raise click.ClickException(f"GET {url} -> {response.status_code}: {error}")
 
 
 def _follow(jobs: list[dict[str, Any]], wait_seconds: float) -> bool:
@@ -71,7 +105,7 @@ def _follow(jobs: list[dict[str, Any]], wait_seconds: float) -> bool:
         for summary in jobs:
             if summary["id"] in final:
                 continue
-            job = requests.get(summary["url"], headers=headers, timeout=10).json()
+            job = _job(summary["url"], headers)
             remote = job.get("remote") or {}
             line = f"{job['status']}" + (f" (provider: {remote.get('status')})" if remote.get("status") else "")
             if last.get(job["id"]) != line:

@@ -12,11 +12,13 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from bridge import metrics
 from bridge.app import current
 from bridge.hooks import Accepted, Answer
+from bridge.views.auth import public
 
 bp = Blueprint("hooks", __name__)
 
 
 @bp.route("/hooks/<source>", methods=["GET", "POST"])
+@public  # each delivery proves itself with its signature
 def receive(source: str) -> Response:
     if request.method != "POST":
         return _json(Answer(405, {"error": "webhooks are POSTed"}, (("Allow", "POST"),)))

@@ -1,4 +1,7 @@
-"""``GET /metrics``: Prometheus text, from the Redis-kept counters (see ``bridge.metrics``)."""
+"""``GET /metrics``: Prometheus text, from the Redis-kept counters (see ``bridge.metrics``).
+
+Guarded like the status routes; ``SYNCBRIDGE_METRICS_TOKEN`` also opens it (a scrape job's token).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,13 @@ from prometheus_client.registry import CollectorRegistry
 from bridge.app import current
 from bridge.metrics import RedisCollector
 from bridge.queueing import NOTIFY_QUEUE_NAME, QUEUE_NAME
+from bridge.views import auth
 
 bp = Blueprint("metrics", __name__)
 
 
 @bp.get("/metrics")
+@auth.metrics
 def metrics() -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(current().redis, (QUEUE_NAME, NOTIFY_QUEUE_NAME)))
