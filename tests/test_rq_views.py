@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,14 @@ def push(url: str, delivery: str) -> str:
     return response.json()["jobs"][0]["url"]
 
 
+def settled(check: Callable[[], bool], timeout: float = 10) -> None:
+    """Wait (a generous bound) until ``check`` holds: RQ files an execution just after it returns."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "RQ never filed the execution"
+        time.sleep(0.05)
+
+
 def rq_info(redis_server: EmbeddedRedis) -> str:
     """``rq info`` as an operator runs it, raw numbers."""
     command = [str(Path(sys.executable).parent / "rq"), "info", "--raw", "--url", redis_server.url]
@@ -60,8 +69,9 @@ def test_rq_counts_each_sync_once_lists_it_where_it_ended_and_shows_both_queues(
     assert (completed["status"], failed["status"]) == ("completed", "failed")
 
     queue = Queue(QUEUE_NAME, connection=redis)
-    assert FinishedJobRegistry(queue=queue).get_job_ids() == [completed["id"]]
-    assert FailedJobRegistry(queue=queue).get_job_ids() == [failed["id"]]
+    # the record ends first, then RQ files the execution that ended it
+    settled(lambda: FinishedJobRegistry(queue=queue).get_job_ids() == [completed["id"]])
+    settled(lambda: FailedJobRegistry(queue=queue).get_job_ids() == [failed["id"]])
     assert "the mirror refused the sync" in (queue.fetch_job(failed["id"]).latest_result().exc_string or "")
 
     info = rq_info(redis_server)
@@ -75,4 +85,4 @@ def test_rq_counts_each_sync_once_lists_it_where_it_ended_and_shows_both_queues(
     assert retried.status_code == 202, retried.text
     assert wait_until_done(f"{bridge}/jobs/{failed['id']}", timeout=30)["status"] == "completed"
     assert FailedJobRegistry(queue=queue).get_job_ids() == []  # retried: no longer listed as failed
-    assert sorted(FinishedJobRegistry(queue=queue).get_job_ids()) == sorted([completed["id"], failed["id"]])
+    settled(lambda: sorted(FinishedJobRegistry(queue=queue).get_job_ids()) == sorted([completed["id"], failed["id"]]))
