@@ -50,6 +50,7 @@ from bench.common import (
     wait_http,
     write_result,
 )
+from bridge.store import delivery_key
 
 LUA = ROOT / "bench" / "wrk" / "signed_push.lua"
 REPO = "widgets"
@@ -158,7 +159,7 @@ def sanity(url: str, headers: dict[str, str], body: bytes) -> None:
 
 def stored_deliveries(redis: Redis, prefix: str) -> tuple[int, int]:
     """Delivery keys whose id starts with ``prefix``, and how many of them list a job that exists."""
-    keys = list(redis.scan_iter(match=f"syncbridge:delivery:{prefix}*", count=1000))
+    keys = list(redis.scan_iter(match=delivery_key("github", f"{prefix}*"), count=1000))
     pipe = redis.pipeline(transaction=False)
     for key in keys:
         pipe.lrange(key, 0, -1)

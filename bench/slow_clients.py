@@ -29,6 +29,7 @@ from redis import Redis
 
 from bench.common import HOST, Stack, mesa_config, percentile, signed_push, write_result
 from bench.receiver import REPO, start_webhook
+from bridge.store import delivery_key
 
 HEAD = (b"POST /hooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"X-GitHub-Event: push\r\nContent-Length: 100000\r\n\r\n{")
@@ -136,7 +137,7 @@ def main() -> None:
                   + (f", /healthz p99 {loaded['healthz_ms']['p99']:.2f} ms" if "healthz_ms" in loaded else "")
                   + f", slow clients cut off and replaced: {loaded['slow_clients_cut_off']}")
         redis = Redis.from_url(stack.redis_url)
-        stored = sum(1 for _ in redis.scan_iter(match=f"syncbridge:delivery:{run_id}-syncbridge-*", count=1000))
+        stored = sum(1 for _ in redis.scan_iter(match=delivery_key("github", f"{run_id}-syncbridge-*"), count=1000))
     accepted = sum(results["syncbridge"][phase]["statuses"].get(202, 0)
                    for phase in ("without_slow_clients", "with_slow_clients"))
     sb = results["syncbridge"]["with_slow_clients"]

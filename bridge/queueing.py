@@ -2,11 +2,14 @@
 
 One Lua script stores a batch of deliveries (see ``bridge.group_commit``), in arrival order:
 
-1. a delivery id seen before returns the jobs it made (a redelivery does no new work);
-2. per target, a job still *waiting* in the queue for the same target and ref filter absorbs the
-   push (its ref and sha move to the newest push) instead of queueing a second sync; once a
-   worker starts a job the slot is freed (``Store.start``), so a push during a running sync
-   queues exactly one follow-up, which starts after that push arrived and so covers it;
+1. a delivery id its source sent before returns the jobs it made (a redelivery does no new work);
+   ids are kept per source, since a host's ids are unique on that host only;
+2. per target, a job still *waiting* in the queue in the same *lane* (the same mirror, source,
+   repository and ref filter) absorbs the push (its ref, sha and delivery move to the newest push)
+   instead of queueing a second sync; once a worker starts a job the slot is freed
+   (``Store.start``), so a push during a running sync queues exactly one follow-up, which starts
+   after that push arrived and so covers it. A waiting job RQ can no longer run (deleted or
+   cancelled with RQ's own tools) is never joined: the push queues a new job in its place;
 3. otherwise it writes the job record and RQ's own job hash and pushes the id on RQ's queue.
 
 RQ's job hash is built by RQ (``Job.create(...).to_dict()``, as RQ's own unique-enqueue script
@@ -31,6 +34,7 @@ from typing import Any
 from redis import Redis
 from rq import Callback, Queue, Retry
 from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
 from rq.utils import now, utcformat
 
 from bridge import metrics, store
@@ -48,22 +52,26 @@ FAILURE_CALLBACK = "workers.jobs.on_failure"
 EXECUTION_MARGIN = 10
 # A worker that dies mid-execution leaves the job abandoned; RQ requeues it this many times.
 ABANDONED_RETRIES = Retry(max=3, interval=[5, 15, 30])
+# How long RQ keeps a completed sync (its job hash, result and entry in its finished registry), for
+# RQ's own views (rq-dashboard, ``rq info``); syncbridge's record keeps it for ``retention``.
+RESULT_TTL = 3600
 # The job record's fields, in the order the script receives their values.
 JOB_FIELDS = ("id", "status", "source", "repo", "ref", "before", "after", "delivery", "target",
-              "provider", "attempts", "created_at", "trigger", "refs", "lane", "pushes")
-# Per target of a delivery: waiting key, job id, RQ hash index, RQ description, then JOB_FIELDS' values.
+              "provider", "attempts", "created_at", "trigger", "refs", "lane", "mirror", "pushes")
+# Per target of a delivery: the mirror's lanes key, job id, RQ hash index, RQ description, then JOB_FIELDS' values.
 _PER_TARGET = 4 + len(JOB_FIELDS)
 
-_ENQUEUE = Template("""
--- KEYS[1] jobs index, KEYS[2] RQ queue key, KEYS[3] RQ queues set, KEYS[4] the webhooks_received metric hash
+_ENQUEUE = Template(store.RQ_ALIVE + """
+-- KEYS[1] jobs index, KEYS[2] RQ queue key, KEYS[3] RQ queues set, KEYS[4] the webhooks_received metric hash,
+-- KEYS[5] the active jobs set
 -- ARGV[1] retention, ARGV[2] now (epoch s), ARGV[3] now (RQ's format), ARGV[4] job key prefix,
 -- ARGV[5] RQ job key prefix, ARGV[6] number of RQ hashes, then each: n, n items (k v ...);
 -- then per delivery: delivery key, metric field if new, metric field if seen before, number of
--- targets, and per target: waiting key, job id, RQ hash index, description, the record's values.
+-- targets, and per target: the mirror's lanes key, job id, RQ hash index, description, the record's values.
 -- Returns per delivery: 'new', the number of jobs it created and its job ids; or 'seen', 0 and
 -- (job id, target, status) for each of its jobs.
 local FIELDS = {$fields}
-local REF, BEFORE, AFTER = $ref, $before, $after
+local REF, BEFORE, AFTER, DELIVERY, LANE = $ref, $before, $after, $delivery, $lane
 local PER_TARGET = $per_target
 local retention = tonumber(ARGV[1])
 local rq_hashes = {}
@@ -96,24 +104,24 @@ while i <= #ARGV do
     local result = {'new', 0}  -- then how many jobs it created, then its job ids
     i = i + 4
     for _ = 1, ntargets do
-      local waiting, id = ARGV[i], ARGV[i + 1]
+      local lanes, id = ARGV[i], ARGV[i + 1]
       local v = i + 3  -- ARGV[v + k] is the value of FIELDS[k]
-      local current = redis.call('GET', waiting)
+      local lane = ARGV[v + LANE]
+      local current = redis.call('HGET', lanes, lane)
       local joined = false
-      if current then
-        local key = ARGV[4] .. current
-        if redis.call('HGET', key, 'status') == 'queued' then
-          -- The waiting sync has not started: it will cover this push too. Show the newest push
-          -- (a reconcile, which has no ref, leaves the job as it is).
-          if ARGV[v + REF] ~= '' then
-            redis.call('HSET', key, 'ref', ARGV[v + REF], 'before', ARGV[v + BEFORE], 'after', ARGV[v + AFTER])
-          end
-          redis.call('HINCRBY', key, 'pushes', 1)
-          table.insert(result, current)
-          joined = true
+      if current and redis.call('HGET', ARGV[4] .. current, 'status') == 'queued' and rq_alive(ARGV[5], current) then
+        -- The waiting sync has not started: it will cover this push too. Show the newest push
+        -- (a reconcile, which has no ref, leaves the job as it is).
+        if ARGV[v + REF] ~= '' then
+          redis.call('HSET', ARGV[4] .. current, 'ref', ARGV[v + REF], 'before', ARGV[v + BEFORE],
+                     'after', ARGV[v + AFTER], 'delivery', ARGV[v + DELIVERY])
+          redis.call('HSET', ARGV[5] .. current, 'description', ARGV[i + 3])
         end
+        redis.call('HINCRBY', ARGV[4] .. current, 'pushes', 1)
+        table.insert(result, current)
+        joined = true
       end
-      if not joined then
+      if not joined then  -- a new job; a stale marker (RQ can no longer run its job) is replaced
         local record = {}
         for k, name in ipairs(FIELDS) do
           record[2 * k - 1] = name
@@ -123,11 +131,13 @@ while i <= #ARGV do
         redis.call('HSET', key, unpack(record))
         redis.call('EXPIRE', key, retention)
         redis.call('ZADD', KEYS[1], ARGV[2], id)
+        redis.call('SADD', KEYS[5], id)
         local rq_key = ARGV[5] .. id
         redis.call('HSET', rq_key, unpack(rq_hashes[tonumber(ARGV[i + 2])]))
         redis.call('HSET', rq_key, 'created_at', ARGV[3], 'enqueued_at', ARGV[3], 'description', ARGV[i + 3])
         redis.call('RPUSH', KEYS[2], id)
-        redis.call('SET', waiting, id, 'EX', retention)
+        redis.call('HSET', lanes, lane, id)
+        redis.call('EXPIRE', lanes, retention)
         table.insert(result, id)
         result[2] = result[2] + 1
         created = true
@@ -144,17 +154,19 @@ if created then
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]) - retention)
 return replies
-""").substitute(fields=", ".join(f"'{name}'" for name in JOB_FIELDS), ref=JOB_FIELDS.index("ref") + 1,
-               before=JOB_FIELDS.index("before") + 1, after=JOB_FIELDS.index("after") + 1, per_target=_PER_TARGET)
+""").substitute(fields=", ".join(f"'{name}'" for name in JOB_FIELDS), per_target=_PER_TARGET,
+               **{name: JOB_FIELDS.index(name) + 1 for name in ("ref", "before", "after", "delivery", "lane")})
 _REQUEUE = """
--- KEYS[1] job record, KEYS[2] RQ job hash, KEYS[3] RQ queue; ARGV[1] retention, ARGV[2] job id,
--- ARGV[3] n, n record fields (k v ...), then RQ job fields (k v ...)
+-- KEYS[1] job record, KEYS[2] RQ job hash, KEYS[3] RQ queue, KEYS[4] active jobs set, KEYS[5] RQ's failed
+-- registry; ARGV[1] retention, ARGV[2] job id, ARGV[3] n, n record fields (k v ...), then RQ job fields (k v ...)
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'failed' then return status or '' end
 local n = tonumber(ARGV[3])
 redis.call('HDEL', KEYS[1], 'started_at', 'finished_at', 'error', 'last_error')
 redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('SADD', KEYS[4], ARGV[2])
+redis.call('ZREM', KEYS[5], ARGV[2])
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], unpack(ARGV, 4 + n))
 redis.call('RPUSH', KEYS[3], ARGV[2])
@@ -177,12 +189,13 @@ class Receipt:
 
 @dataclass(slots=True)
 class Delivery:
-    """One delivery's part of a batch: its key, metric fields, and per target the script's arguments."""
+    """One delivery's part of a batch: its id and key, metric fields, and per target the script's arguments."""
 
     delivery: str
+    key: str  # per source: see bridge.store.delivery_key
     metric_new: str
     metric_seen: str
-    # per target: (execution timeout, [waiting key, job id, description, *record values])
+    # per target: (execution timeout, [the mirror's lanes key, job id, description, *record values])
     targets: list[tuple[int, list[Any]]] = field(default_factory=list)
 
 
@@ -196,7 +209,9 @@ class Enqueuer:
         self.script = redis.register_script(_ENQUEUE)  # the edge runs it on a connection of its own
         self._requeue = redis.register_script(_REQUEUE)
         self._rq_hashes: dict[int, tuple[Any, ...]] = {}
-        self._keys = [store.INDEX_KEY, self.queue.key, Queue.redis_queues_keys, metrics.key("webhooks_received")]
+        self._keys = [store.INDEX_KEY, self.queue.key, Queue.redis_queues_keys, metrics.key("webhooks_received"),
+                      store.ACTIVE_KEY]
+        self._failed_registry = FailedJobRegistry(queue=self.queue).key
 
     def prepare(self, source: str, repo: str, delivery: str, matches: list[Match],
                 targets: dict[str, TargetBase], trigger: str = "push") -> Delivery:
@@ -204,20 +219,22 @@ class Enqueuer:
 
         A reconcile passes a delivery key of its own (one per period) and records no delivery.
         """
-        prepared = Delivery(delivery, _metric_field(source, "accepted"), _metric_field(source, "duplicate"))
+        prepared = Delivery(delivery, store.delivery_key(source, delivery), _metric_field(source, "accepted"),
+                            _metric_field(source, "duplicate"))
         created_at = store.now_iso()
         recorded_delivery = delivery if trigger == "push" else ""
         for match in matches:
             target = targets[match.target]
             job_id = os.urandom(16).hex()  # as unique as uuid4().hex, without building a UUID
-            lane, refs = _lane(match.target, _filter_key(match.refs))
+            mirror = match.target  # what the target syncs: a templated target would add its rendered name
+            digest, refs = _ref_filter(_filter_key(match.refs))
             update = match.update or _NO_UPDATE
             values = [  # in JOB_FIELDS order
                 job_id, "queued", source, repo, update.ref, update.before, update.after, recorded_delivery,
-                match.target, target.provider, "0", created_at, trigger, refs, lane, "1"]
+                match.target, target.provider, "0", created_at, trigger, refs, lane(source, repo, digest), mirror, "1"]
             description = f"{trigger} sync of {match.target} {repo} {update.ref}".strip()
             prepared.targets.append((_execution_timeout(target.request_timeout),
-                                     [store.waiting_key(lane), job_id, description, *values]))
+                                     [store.lanes_key(mirror), job_id, description, *values]))
         return prepared
 
     def commit(self, deliveries: list[Delivery]) -> list[Receipt]:
@@ -234,14 +251,13 @@ class Enqueuer:
         rq_args: list[Any] = []
         body: list[Any] = []
         for prepared in deliveries:
-            body += [store.delivery_key(prepared.delivery), prepared.metric_new, prepared.metric_seen,
-                     len(prepared.targets)]
-            for timeout, (waiting, job_id, description, *values) in prepared.targets:
+            body += [prepared.key, prepared.metric_new, prepared.metric_seen, len(prepared.targets)]
+            for timeout, (lanes, job_id, description, *values) in prepared.targets:
                 if timeout not in rq_hashes:
                     rq_hashes[timeout] = len(rq_hashes) + 1
                     template = self._rq_hash(timeout)
                     rq_args += [len(template), *template]
-                body += [waiting, job_id, rq_hashes[timeout], description, *values]
+                body += [lanes, job_id, rq_hashes[timeout], description, *values]
         stamp = now()
         return self._keys, [self.retention, f"{stamp.timestamp():.6f}", utcformat(stamp), store.job_key(""),
                             Job.redis_job_namespace_prefix, len(rq_hashes), *rq_args, *body]
@@ -271,7 +287,8 @@ class Enqueuer:
         stamp = utcformat(now())
         rq_fields = [*self._rq_hash(_execution_timeout(request_timeout)),
                      "created_at", stamp, "enqueued_at", stamp, "description", f"retry of {job_id}"]
-        keys = [store.job_key(job_id), Job.redis_job_namespace_prefix + job_id, self.queue.key]
+        keys = [store.job_key(job_id), Job.redis_job_namespace_prefix + job_id, self.queue.key, store.ACTIVE_KEY,
+                self._failed_registry]
         result = self._requeue(keys=keys, args=[self.retention, job_id, len(flat), *flat, *rq_fields]).decode()
         return None if result == "requeued" else result
 
@@ -283,8 +300,8 @@ class Enqueuer:
         """
         if timeout not in self._rq_hashes:
             job = Job.create(SYNC_FUNCTION, id="template", connection=self.redis, status=JobStatus.QUEUED,
-                             timeout=timeout, result_ttl=0, failure_ttl=self.retention, retry=ABANDONED_RETRIES,
-                             on_failure=Callback(FAILURE_CALLBACK))
+                             timeout=timeout, result_ttl=RESULT_TTL, failure_ttl=self.retention,
+                             retry=ABANDONED_RETRIES, on_failure=Callback(FAILURE_CALLBACK))
             job.origin = QUEUE_NAME
             self._rq_hashes[timeout] = tuple(item for name, value in job.to_dict().items()
                                              if value is not None and name not in _PER_JOB_RQ_FIELDS
@@ -316,9 +333,15 @@ def _filter_key(refs: dict[str, list[str] | None] | None) -> FilterKey:
 
 
 @cache
-def _lane(target: str, key: FilterKey) -> tuple[str, str]:
-    """The lane (pushes coalesce per target and ref filter: all the provider call depends on) and the
-    filter as the record stores it."""
+def _ref_filter(key: FilterKey) -> tuple[str, str]:
+    """A route's ref filter as a short digest (for the lane) and as the record stores it (JSON)."""
     refs = None if key is None else {kind: None if globs is None else list(globs) for kind, globs in key}
     digest = hashlib.sha1(json.dumps(refs, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
-    return f"{target}:{digest[:12]}", json.dumps(refs, separators=(",", ":"))
+    return digest[:12], json.dumps(refs, separators=(",", ":"))
+
+
+def lane(source: str, repo: str, ref_filter: str) -> str:
+    """The lane of a push within its mirror: pushes coalesce only with pushes of the same source,
+    repository and ref filter, so a job record never names one repository with another's commit.
+    Repository names hold no ':' on any host, so the parts cannot run into each other."""
+    return f"{source}:{repo}:{ref_filter}"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
-from bridge.sources.signing import hmac_sha256
+from bridge.sources.gitlab import SIGNING_TOKEN_PREFIX
+from bridge.sources.signing import hmac_sha256, standard_webhooks_signature
 
 Sample = tuple[dict[str, str], bytes]
 
@@ -76,15 +78,32 @@ def _hex(header: str, prefix: str = "") -> Callable[[bytes, bytes], dict[str, st
     return lambda body, secret: {header: prefix + hmac_sha256(secret, body).hex()}
 
 
+def _gitlab_proof(body: bytes, secret: bytes) -> dict[str, str]:
+    """A signing token signs (it never travels in clear); any other secret is sent as the plain token."""
+    if not secret.startswith(SIGNING_TOKEN_PREFIX):
+        return {"X-Gitlab-Token": secret.decode()}
+    msg_id, stamp = secrets.token_hex(16), str(int(time.time()))
+    return {"webhook-id": msg_id, "Idempotency-Key": msg_id, "webhook-timestamp": stamp,
+            "webhook-signature": standard_webhooks_signature(secret, msg_id, stamp, body)}
+
+
 SAMPLES: dict[str, tuple[Callable[..., tuple[dict[str, str], dict[str, Any]]],
                          Callable[[bytes, bytes], dict[str, str]]]] = {
     "github": (github, _hex("X-Hub-Signature-256", "sha256=")),
-    "gitlab": (gitlab, lambda body, secret: {"X-Gitlab-Token": secret.decode()}),
+    "gitlab": (gitlab, _gitlab_proof),
     "gitea": (gitea, _hex("X-Gitea-Signature")),
     "forgejo": (lambda *a: gitea(*a, header="Forgejo"), _hex("X-Forgejo-Signature")),
     "bitbucket-server": (bitbucket_server, _hex("X-Hub-Signature", "sha256=")),
     "bitbucket-cloud": (bitbucket_cloud, _hex("X-Hub-Signature", "sha256=")),
 }
+
+
+def signing_secret(kind: str, source_secrets: list[bytes]) -> bytes:
+    """The secret a ``kind`` host signs with, of a source's (current first): GitLab's signing token
+    when the source has one, since the plain token alone is then refused."""
+    if kind == "gitlab":
+        return next((s for s in source_secrets if s.startswith(SIGNING_TOKEN_PREFIX)), source_secrets[0])
+    return source_secrets[0]
 
 
 def signed_push(kind: str, repo: str, ref: str, before: str, after: str, secret: bytes) -> Sample:

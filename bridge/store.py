@@ -25,49 +25,89 @@ PUBLIC_FIELDS = ("id", "status", "source", "repo", "ref", "after", "delivery", "
 _JSON_FIELDS = frozenset({"remote", "refs", "state"})
 _INT_FIELDS = frozenset({"attempts", "pushes", "errors", "polls"})
 
-# Starts a queued job unless its lane is busy. A lane (one target and ref filter) runs at most one
-# sync at a time, and starts them at least ``min_interval`` apart; a job that must wait stays
-# queued, keeps the lane's waiting slot (later pushes keep joining it) and is asked again later.
-# Starting frees the waiting slot, so the next push queues a follow-up instead of joining a sync
-# that has already begun (see bridge.queueing).
-_START = """
--- KEYS[1] job record; ARGV: now (iso), job id, now (epoch s), min interval (s), key prefix, running ttl (s)
+RQ_JOB_PREFIX = "rq:job:"  # RQ's own job hash, same id as the record (``Job.redis_job_namespace_prefix``)
+
+# Lua: whether RQ can still run a job: its hash exists and RQ has not ended it. A lane marker that
+# names any other job is stale: the job was deleted or cancelled with RQ's own tools (rq-dashboard,
+# ``Job.delete()``), or RQ gave up on it without syncbridge hearing of it. Shared by the scripts here
+# and the enqueue script (bridge.queueing), which all drop such markers on the spot.
+RQ_ALIVE = """
+local function rq_alive(rq_prefix, id)
+  local s = redis.call('HGET', rq_prefix .. id, 'status')
+  return s ~= false and s ~= 'finished' and s ~= 'failed' and s ~= 'stopped' and s ~= 'canceled'
+end
+"""
+
+# Starts a queued job unless its mirror is busy. A mirror (the repository a target syncs) runs at
+# most one sync at a time, and starts them at least ``min_interval`` apart; a job that must wait
+# stays queued, keeps its lane's waiting slot (later pushes of its lane keep joining it) and is asked
+# again later. Starting frees the waiting slot, so the next push queues a follow-up instead of
+# joining a sync that has already begun (see bridge.queueing and docs/DESIGN.md).
+_START = RQ_ALIVE + """
+-- KEYS[1] job record; ARGV: now (iso), job id, now (epoch s), min interval (s), key prefix, running ttl (s),
+-- RQ job key prefix
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' then return {status or ''} end
-local lane = redis.call('HGET', KEYS[1], 'lane')
-if lane then
+local mirror, lane = unpack(redis.call('HMGET', KEYS[1], 'mirror', 'lane'))
+if mirror then
   local prefix, now, spacing = ARGV[5], tonumber(ARGV[3]), tonumber(ARGV[4])
-  local running = redis.call('GET', prefix .. 'running:' .. lane)
-  if running and running ~= ARGV[2] and
+  local running_key, lanes = prefix .. 'running:' .. mirror, prefix .. 'lanes:' .. mirror
+  local running = redis.call('GET', running_key)
+  if running and running ~= ARGV[2] and rq_alive(ARGV[7], running) and
       redis.call('HGET', prefix .. 'job:' .. running, 'status') == 'in_progress' then
-    return {'wait', '2'}
+    -- ask again in 2 s per lane waiting (at most 30 s): the sync's end wakes the next one at once
+    return {'wait', tostring(math.min(30, 2 * math.max(1, redis.call('HLEN', lanes))))}
   end
-  local last = tonumber(redis.call('GET', prefix .. 'last_start:' .. lane) or '0')
+  local last = tonumber(redis.call('GET', prefix .. 'last_start:' .. mirror) or '0')
   if now - last < spacing then return {'wait', tostring(spacing - (now - last))} end
-  redis.call('SET', prefix .. 'running:' .. lane, ARGV[2], 'EX', ARGV[6])
-  redis.call('SET', prefix .. 'last_start:' .. lane, ARGV[3], 'EX', math.ceil(spacing) + 60)
-  if redis.call('GET', prefix .. 'waiting:' .. lane) == ARGV[2] then
-    redis.call('DEL', prefix .. 'waiting:' .. lane)
+  redis.call('SET', running_key, ARGV[2], 'EX', ARGV[6])
+  redis.call('SET', prefix .. 'last_start:' .. mirror, ARGV[3], 'EX', math.ceil(spacing) + 60)
+  if lane and redis.call('HGET', lanes, lane) == ARGV[2] then
+    redis.call('HDEL', lanes, lane)
   end
 end
 redis.call('HSET', KEYS[1], 'status', 'in_progress', 'started_at', ARGV[1])
 return {'in_progress'}
 """
 
-# Records a terminal status, frees the lane if this job held it, and notes a target's last success.
+# Records a terminal status, frees whatever slot of its mirror the job held (running, or its lane's
+# waiting slot when it ends before it started), and notes a target's last success.
 _FINISH = """
--- KEYS[1] job record, KEYS[2] last-success hash; ARGV: retention, job id, key prefix, then fields (k v ...)
+-- KEYS[1] job record, KEYS[2] last-success hash, KEYS[3] active set; ARGV: retention, job id, key prefix,
+-- then fields (k v ...)
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
-local lane = redis.call('HGET', KEYS[1], 'lane')
-if lane and redis.call('GET', ARGV[3] .. 'running:' .. lane) == ARGV[2] then
-  redis.call('DEL', ARGV[3] .. 'running:' .. lane)
+redis.call('SREM', KEYS[3], ARGV[2])
+local mirror, lane, target = unpack(redis.call('HMGET', KEYS[1], 'mirror', 'lane', 'target'))
+if mirror then
+  if redis.call('GET', ARGV[3] .. 'running:' .. mirror) == ARGV[2] then
+    redis.call('DEL', ARGV[3] .. 'running:' .. mirror)
+  end
+  local lanes = ARGV[3] .. 'lanes:' .. mirror
+  if lane and redis.call('HGET', lanes, lane) == ARGV[2] then
+    redis.call('HDEL', lanes, lane)
+  end
 end
-local target = redis.call('HGET', KEYS[1], 'target')
 if redis.call('HGET', KEYS[1], 'status') == 'completed' and target then
   redis.call('HSET', KEYS[2], target, cjson.encode({job = ARGV[2], at = redis.call('HGET', KEYS[1], 'finished_at')}))
 end
-return lane or ''
+return mirror or ''
+"""
+
+# Jobs the record says are queued or running but RQ can no longer run (see RQ_ALIVE), with RQ's
+# status of them ('' when RQ's job is gone); ids whose record ended or expired leave the active set.
+_ORPHANS = RQ_ALIVE + """
+-- KEYS[1] active set; ARGV[1] job key prefix, ARGV[2] RQ job key prefix
+local orphans = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local status = redis.call('HGET', ARGV[1] .. id, 'status')
+  if status ~= 'queued' and status ~= 'in_progress' then
+    redis.call('SREM', KEYS[1], id)
+  elseif not rq_alive(ARGV[2], id) then
+    table.insert(orphans, {id, redis.call('HGET', ARGV[2] .. id, 'status') or ''})
+  end
+end
+return orphans
 """
 
 
@@ -80,16 +120,19 @@ def job_key(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}"
 
 
-def delivery_key(delivery: str) -> str:
-    return f"{PREFIX}:delivery:{delivery}"
+def delivery_key(source: str, delivery: str) -> str:
+    """The job ids of one delivery. Keyed per source: a host's delivery ids are unique on that host
+    only, so another source's push with the same id is new work, never a redelivery."""
+    return f"{PREFIX}:delivery:{source}:{delivery}"
 
 
-def waiting_key(lane: str) -> str:
-    """Holds the id of the one job waiting in the queue for a lane (a target and ref filter)."""
-    return f"{PREFIX}:waiting:{lane}"
+def lanes_key(mirror: str) -> str:
+    """A hash of a mirror's lanes to the one job waiting in the queue for each (see docs/DESIGN.md)."""
+    return f"{PREFIX}:lanes:{mirror}"
 
 
 INDEX_KEY = f"{PREFIX}:jobs"
+ACTIVE_KEY = f"{PREFIX}:active"  # ids of jobs created queued and not yet ended: what the orphan check reads
 LAST_SUCCESS_KEY = f"{PREFIX}:last_success"
 SWEEPS_KEY = f"{PREFIX}:sweeps"  # source -> the last sweep's report (JSON)
 NEXT_SWEEP_KEY = f"{PREFIX}:sweep:next"  # source -> epoch of the next sweep
@@ -139,6 +182,7 @@ class Store:
         self.retention = int(retention)
         self._start = redis.register_script(_START)
         self._finish = redis.register_script(_FINISH)
+        self._orphans = redis.register_script(_ORPHANS)
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(job_key(job_id))
@@ -151,13 +195,20 @@ class Store:
             pipe.hgetall(job_key(job_id))
         return [decode(raw) for raw in pipe.execute() if raw]
 
-    def delivery(self, delivery: str) -> list[str] | None:
-        """Job ids a delivery created or joined, or None when it was never seen (or expired)."""
+    def delivery(self, source: str, delivery: str) -> list[str] | None:
+        """Job ids a delivery of ``source`` created or joined, or None when never seen (or expired)."""
+        return self.deliveries(delivery, [source]).get(source)
+
+    def deliveries(self, delivery: str, sources: Iterable[str]) -> dict[str, list[str]]:
+        """Per source of ``sources`` that has seen ``delivery``, the job ids it created or joined."""
+        names = list(sources)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(delivery_key(delivery))
-        pipe.lrange(delivery_key(delivery), 0, -1)
-        exists, ids = pipe.execute()
-        return [job_id.decode() for job_id in ids] if exists else None
+        for source in names:
+            pipe.exists(delivery_key(source, delivery))
+            pipe.lrange(delivery_key(source, delivery), 0, -1)
+        replies = pipe.execute()
+        return {source: [job_id.decode() for job_id in ids]
+                for source, exists, ids in zip(names, replies[::2], replies[1::2], strict=True) if exists}
 
     def recent(self, *, status: str | None = None, target: str | None = None, repo: str | None = None,
                limit: int = 50, scan: int = 5000) -> list[dict[str, Any]]:
@@ -178,16 +229,24 @@ class Store:
         return found
 
     def start(self, job_id: str, min_interval: float, running_ttl: float) -> tuple[str, float]:
-        """Start the job if its lane allows: ``("in_progress", 0)``, ``("wait", seconds)``, or its status."""
+        """Start the job if its mirror allows: ``("in_progress", 0)``, ``("wait", seconds)``, or its status."""
         reply = self._start(keys=[job_key(job_id)], args=[now_iso(), job_id, f"{time.time():.6f}", min_interval,
-                                                           f"{PREFIX}:", int(running_ttl)])
+                                                           f"{PREFIX}:", int(running_ttl), RQ_JOB_PREFIX])
         status = reply[0].decode()
         return status, float(reply[1]) if len(reply) > 1 else 0.0
 
-    def waiting_job(self, lane: str) -> str | None:
-        """The job waiting in a lane, if any."""
-        job_id = self.redis.get(waiting_key(lane))
-        return job_id.decode() if job_id else None
+    def waiting_jobs(self, mirror: str) -> list[str]:
+        """The jobs waiting in the queue for ``mirror``, one per lane (for a few lanes, in the order they queued)."""
+        return [job_id.decode() for job_id in self.redis.hvals(lanes_key(mirror))]
+
+    def mirror_waiting(self, mirror: str) -> bool:
+        """Whether any job for ``mirror`` waits in the queue (in any of its lanes)."""
+        return bool(self.redis.hlen(lanes_key(mirror)))
+
+    def orphans(self) -> list[tuple[str, str]]:
+        """Jobs queued or running by their record whose RQ job cannot run, with RQ's status ('' if gone)."""
+        reply = self._orphans(keys=[ACTIVE_KEY], args=[job_key(""), RQ_JOB_PREFIX])
+        return [(job_id.decode(), status.decode()) for job_id, status in reply]
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Write some fields of a job (worker progress); JSON fields are encoded."""
@@ -197,22 +256,18 @@ class Store:
         return int(self.redis.hincrby(job_key(job_id), field, 1))
 
     def finish(self, job_id: str, status: str, *, error: str | None = None, **fields: Any) -> str | None:
-        """Record a terminal status (the record then lives ``retention`` more); returns the job's lane."""
+        """Record a terminal status (the record then lives ``retention`` more); returns the job's mirror."""
         if status not in TERMINAL:
             raise ValueError(f"{status} is not terminal")
         values = encode({**fields, "status": status, "error": error, "finished_at": now_iso()})
         flat = [item for pair in values.items() for item in pair]
-        lane = self._finish(keys=[job_key(job_id), LAST_SUCCESS_KEY],
-                            args=[self.retention, job_id, f"{PREFIX}:", *flat])
-        return lane.decode() or None
+        mirror = self._finish(keys=[job_key(job_id), LAST_SUCCESS_KEY, ACTIVE_KEY],
+                              args=[self.retention, job_id, f"{PREFIX}:", *flat])
+        return mirror.decode() or None
 
     def last_successes(self) -> dict[str, dict[str, str]]:
         """Per target, the newest completed job and when it finished."""
         return {name.decode(): json.loads(value) for name, value in self.redis.hgetall(LAST_SUCCESS_KEY).items()}
-
-    def lane_waiting(self, target: str) -> bool:
-        """Whether any job for ``target`` waits in the queue (in any of its lanes)."""
-        return any(True for _ in self.redis.scan_iter(match=waiting_key(f"{target}:*"), count=100))
 
     def schedule(self, key: str, name: str, when: float) -> None:
         """Note when the periodic task ``name`` (a source's sweep, a target's reconcile) runs next."""

@@ -164,7 +164,6 @@ def test_as_a_burst(burst: dict[str, Sent], case: Case) -> None:
     assert_answered(burst[case.id])
 
 
-@pytest.mark.xfail(strict=True, reason="lands with lanes (delivery ids per source)")
 def test_the_same_delivery_id_on_two_sources_is_two_deliveries(bridge: str) -> None:
     """Delivery ids are unique per host, not across hosts: a Forgejo push that happens to carry the
     id a Gitea push had is new work for the Forgejo source, not the Gitea push again."""

@@ -22,6 +22,7 @@ import requests
 from redis import Redis
 
 from bridge.embedded import EmbeddedRedis
+from bridge.store import delivery_key
 from tests.conftest import github_headers, mesa_config
 from tests.test_hooks import push_body
 from tests.test_reliability import web_process, write_config
@@ -97,7 +98,7 @@ def test_slow_clients_cost_a_socket_not_the_service(tmp_path: Path, redis_server
             trickler.join()
         # Still held, still owing almost all of their bodies: nothing of theirs was answered or stored.
         assert all(conn.fileno() != -1 for conn in slow)
-    assert redis.exists("syncbridge:delivery:edge-slow-19")
+    assert redis.exists(delivery_key("github", "edge-slow-19"))
     print(f"\nwith 300 slow clients held: signed push answered in {1000 * max(timings):.1f} ms at worst")
 
 
@@ -175,7 +176,7 @@ def test_bodies_over_the_process_budget_get_503(tmp_path: Path, redis_server: Em
         holder.close()
     assert refused.status_code == 503 and "Retry-After" in refused.headers
     assert accepted.status_code == 202, accepted.text
-    assert not redis.exists("syncbridge:delivery:edge-budget-big")
+    assert not redis.exists(delivery_key("github", "edge-budget-big"))
 
 
 def test_bodies_over_the_limit_get_413_declared_or_chunked(tmp_path: Path, redis_server: EmbeddedRedis,
@@ -189,7 +190,7 @@ def test_bodies_over_the_limit_get_413_declared_or_chunked(tmp_path: Path, redis
                                 headers=headers, timeout=5)
     assert declared.status_code == 413 and "100000" in declared.json()["error"]
     assert chunked.status_code == 413, chunked.text  # not cut at the limit and then judged (401) on what was read
-    assert not redis.exists("syncbridge:delivery:edge-too-large")
+    assert not redis.exists(delivery_key("github", "edge-too-large"))
 
 
 def test_a_redelivery_is_answered_from_the_same_round_trip(tmp_path: Path, redis_server: EmbeddedRedis,
@@ -222,8 +223,8 @@ def test_concurrent_pushes_share_round_trips_and_each_is_stored_and_answered(tmp
             answers = list(pool.map(post, range(400)))
         evalsha = redis.info("commandstats")["cmdstat_evalsha"]["calls"]
     assert answers == [(202, f"edge-c-{i}") if i % 2 == 0 else (200, None) for i in range(400)]
-    stored = {key.decode() for key in redis.scan_iter(match="syncbridge:delivery:edge-c-*")}
-    assert stored == {f"syncbridge:delivery:edge-c-{i}" for i in range(0, 400, 2)}  # odd ones had no route
+    stored = {key.decode() for key in redis.scan_iter(match=delivery_key("github", "edge-c-*"))}
+    assert stored == {delivery_key("github", f"edge-c-{i}") for i in range(0, 400, 2)}  # odd ones had no route
     assert 1 <= evalsha < 200  # deliveries that arrived together shared a script call
     print(f"\n200 stored deliveries in {evalsha} script calls")
 
@@ -266,4 +267,4 @@ def test_a_compressed_body_is_415_naming_its_encoding(tmp_path: Path, redis_serv
     with edge(tmp_path, redis_server) as (url, _):
         answer = requests.post(f"{url}/hooks/github", data=body, headers=headers, timeout=5)
     assert answer.status_code == 415 and encoding in answer.json()["error"]
-    assert not redis.exists(f"syncbridge:delivery:edge-{encoding}")
+    assert not redis.exists(delivery_key("github", f"edge-{encoding}"))

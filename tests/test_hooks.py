@@ -18,6 +18,7 @@ from bridge.embedded import EmbeddedRedis
 from bridge.samples import github as github_push
 from bridge.sources import github
 from bridge.sources.signing import verify_digest
+from bridge.store import delivery_key
 from tests.conftest import SECRET, github_headers, mesa_config
 
 SANDBOX_URL = "http://127.0.0.1:9"  # never called: these tests stop at the queue
@@ -133,7 +134,7 @@ def test_chunked_body_over_the_limit_is_413(config: Config, redis: Redis, monkey
     response = client.post("/hooks/github", input_stream=io.BytesIO(body), headers=headers,
                            environ_base={"wsgi.input_terminated": True})  # as a WSGI server sets for chunked bodies
     assert response.status_code == 413
-    assert queued_ids(redis) == [] and not redis.exists("syncbridge:delivery:chunked-big")
+    assert queued_ids(redis) == [] and not redis.exists(delivery_key("github", "chunked-big"))
 
 
 def test_rotated_secrets_are_all_accepted(write_config: Callable[[str], Config], redis: Redis) -> None:

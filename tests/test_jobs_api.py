@@ -12,7 +12,7 @@ from redis import Redis
 
 from bridge.app import create_app
 from bridge.config import Config
-from bridge.store import Store, job_key
+from bridge.store import Store, delivery_key, job_key
 from tests.conftest import github_headers, mesa_config
 from tests.test_hooks import push_body
 
@@ -61,7 +61,7 @@ def test_records_expire_after_retention(config: Config, redis: Redis) -> None:
     client = create_app(config, redis).test_client()
     job = post(client, "acme/widgets", "d-ttl")
     assert 3500 < redis.ttl(job_key(job["id"])) <= 3600
-    assert 3500 < redis.ttl("syncbridge:delivery:d-ttl") <= 3600
+    assert 3500 < redis.ttl(delivery_key("github", "d-ttl")) <= 3600
     Store(redis, config.retention).finish(job["id"], "completed")
     assert 3500 < redis.ttl(job_key(job["id"])) <= 3600
 

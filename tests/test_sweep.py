@@ -19,7 +19,7 @@ from redis import Redis
 
 from bridge.config import load
 from bridge.embedded import EmbeddedRedis, free_port
-from bridge.store import NEXT_SWEEP_KEY, Store
+from bridge.store import NEXT_SWEEP_KEY, Store, delivery_key
 from tests.conftest import SECRET, TOKEN, environ_for
 from tests.driver import drive
 from tests.github_standin import GitHubStandin
@@ -91,7 +91,7 @@ def test_sweep_redelivers_exactly_the_missed_pushes_once(tmp_path: Path, redis_s
         assert requests.get(f"{url}/deliveries/{old}", timeout=5).status_code == 404
         assert requests.get(f"{url}/deliveries/{accepted}", timeout=5).status_code == 200
         # Redis lost an accepted delivery: the sweep notices the 202 it no longer knows and asks again.
-        Redis.from_url(redis_server.url).delete(f"syncbridge:delivery:{accepted}")
+        Redis.from_url(redis_server.url).delete(delivery_key("github", accepted))
         lost = sweep_source("github", config.sources["github"], store)
         assert lost.missed == [accepted] and lost.redelivered == 1
 

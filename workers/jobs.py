@@ -7,6 +7,7 @@ interval, so RQ's scheduler runs it again later and no worker waits in between.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -15,7 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from rq import Queue, Retry, get_current_job
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
 from bridge import metrics
@@ -33,6 +35,11 @@ POLL_INTERVALS = (1, 1, 2, 3, 5, 8, 10, 15)
 BACKOFF_BASE, BACKOFF_CAP = 2.0, 300.0
 
 
+class SyncFailed(Exception):
+    """The sync ended failed, as its record says: raised so that RQ, too, counts the job as failed
+    and lists it in its failed registry (to RQ, a job that returns has succeeded)."""
+
+
 def sync(job_id: str | None = None) -> Retry | None:
     """Trigger or follow the provider sync of this RQ job; return a Retry while it is not done.
 
@@ -40,24 +47,32 @@ def sync(job_id: str | None = None) -> Retry | None:
     hash is the same but for its id (``bridge.queueing`` builds it once). ``job_id`` is only
     passed by jobs queued before that change, still in Redis after an upgrade.
     """
-    ctx = context()
     current = _current()
+    try:
+        return _step(current, job_id or current.id)
+    except SyncFailed:
+        current.retries_left = 0  # the outcome is recorded: RQ must not run the job again
+        raise
+
+
+def _step(current: Job, job_id: str) -> Retry | None:
+    """One execution: start, trigger or poll; raises SyncFailed once the sync has failed."""
+    ctx = context()
     store = Store(current.connection, ctx.config.retention)
-    job_id = job_id or current.id
     job = store.get(job_id)
     if job is None or job["status"] in TERMINAL:
         return None
     target = ctx.config.targets.get(job["target"])
     if target is None:
-        return _end(store, job_id, "failed", f"target {job['target']!r} is no longer in the config")
+        raise _fail(store, job_id, f"target {job['target']!r} is no longer in the config")
     if job["status"] == "queued":
         outcome, wait = store.start(job_id, target.min_interval, running_ttl=target.timeout + 300)
-        if outcome == "wait":  # the lane is busy: stay queued (later pushes join this job), ask again
+        if outcome == "wait":  # the mirror is busy: stay queued (later pushes join this job), ask again
             return Retry(max=UNBOUNDED, interval=[max(1, math.ceil(wait))])
         job = store.get(job_id) or job
         notify.announce(store.redis, job)
     elif _elapsed(job) > target.timeout:  # e.g. every execution so far died with its worker
-        return _end(store, job_id, "failed", f"gave up after {int(target.timeout)}s: the sync never ended "
+        raise _fail(store, job_id, f"gave up after {int(target.timeout)}s: the sync never ended "
                     f"(last error: {job.get('last_error') or 'none'})")
     provider = PROVIDERS[target.provider]
     http = ctx.http(job["target"])
@@ -73,15 +88,15 @@ def sync(job_id: str | None = None) -> Retry | None:
     except Transient as exc:
         return _after_transient(store, job, target.retries, target.timeout, exc.reason, exc.retry_after)
     except Permanent as exc:
-        return _end(store, job_id, "failed", exc.reason)
+        raise _fail(store, job_id, exc.reason) from None
     store.update(job_id, remote=remote.to_json(), errors=0)
     if remote.state == "completed":
-        return _end(store, job_id, "completed")
+        end(store, job_id, "completed")
+        return None
     if remote.state == "failed":
-        return _end(store, job_id, "failed", remote.error or f"provider status {remote.status}")
+        raise _fail(store, job_id, remote.error or f"provider status {remote.status}")
     if _elapsed(job) > target.timeout:
-        return _end(store, job_id, "failed",
-                    f"gave up after {int(target.timeout)}s: the provider still says {remote.status!r}")
+        raise _fail(store, job_id, f"gave up after {int(target.timeout)}s: the provider still says {remote.status!r}")
     polls = int(job.get("polls") or 0)
     interval = POLL_INTERVALS[min(polls, len(POLL_INTERVALS) - 1)]
     if remote.retry_after is not None:  # the provider asked us to slow down
@@ -100,18 +115,18 @@ def on_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseExcepti
     store = Store(connection, context().config.retention)
     record = store.get(job.id)
     if record is not None and record["status"] not in TERMINAL:
-        _end(store, job.id, "failed", f"worker error: {exc_type.__name__}: {exc_value}")
+        end(store, job.id, "failed", f"worker error: {exc_type.__name__}: {exc_value}")
 
 
 def _after_transient(store: Store, job: dict[str, Any], retries: int, timeout: float, reason: str,
-                     retry_after: float | None) -> Retry | None:
+                     retry_after: float | None) -> Retry:
     """Back off (honouring Retry-After) and run again, or fail once retries or time run out."""
     errors = store.increment(job["id"], "errors")
     if errors > retries:
-        return _end(store, job["id"], "failed", f"{reason} (gave up after {errors} tries)")
+        raise _fail(store, job["id"], f"{reason} (gave up after {errors} tries)")
     delay = backoff(errors, retry_after)
     if _elapsed(job) + delay > timeout:
-        return _end(store, job["id"], "failed", f"{reason} (gave up: the target's timeout of {int(timeout)}s ran out)")
+        raise _fail(store, job["id"], f"{reason} (gave up: the target's timeout of {int(timeout)}s ran out)")
     log.warning("job=%s retry %d/%d in %ds: %s", job["id"], errors, retries, delay, reason,
                 extra={"job": job["id"], "target": job["target"], "delivery": job["delivery"]})
     store.update(job["id"], last_error=reason)
@@ -128,14 +143,14 @@ def backoff(errors: int, retry_after: float | None) -> int:
     return max(1, math.ceil(delay))
 
 
-def _end(store: Store, job_id: str, status: str, reason: str | None = None) -> None:
-    """Record the outcome, count it, and tell whoever asked to be told."""
-    lane = store.finish(job_id, status, error=reason)
-    if lane:
-        _wake(store, lane)
+def end(store: Store, job_id: str, status: str, reason: str | None = None) -> None:
+    """Record the outcome, wake the mirror's next sync, count it, and tell whoever asked to be told."""
+    mirror = store.finish(job_id, status, error=reason)
+    if mirror:
+        _wake(store, mirror)
     job = store.get(job_id)
     if job is None:
-        return None
+        return
     context_fields = {"job": job_id, "target": job["target"], "delivery": job["delivery"]}
     if reason:
         log.warning("job=%s target=%s %s: %s", job_id, job["target"], status, reason, extra=context_fields)
@@ -145,17 +160,30 @@ def _end(store: Store, job_id: str, status: str, reason: str | None = None) -> N
     metrics.observe(store.redis, "sync_duration_seconds", _elapsed(job, until=job["finished_at"]),
                     provider=job["provider"])
     notify.announce(store.redis, job)
-    return None
 
 
-def _wake(store: Store, lane: str) -> None:
-    """Run the lane's waiting follow-up now rather than at its next scheduled check."""
-    waiting = store.waiting_job(lane)
-    if waiting is None:
-        return
+def _fail(store: Store, job_id: str, reason: str) -> SyncFailed:
+    """Record the failure; the caller raises what this returns, so RQ sees it too."""
+    end(store, job_id, "failed", reason)
+    return SyncFailed(reason)
+
+
+def _wake(store: Store, mirror: str) -> None:
+    """Run the mirror's next waiting sync now rather than at its next scheduled check.
+
+    One job of one lane: the others ask again on their own schedule, and would only find the
+    mirror busy with the one woken here.
+    """
     queue = Queue(QUEUE_NAME, connection=store.redis)
-    if ScheduledJobRegistry(queue=queue).remove(waiting):  # 0 if it is already queued or running
-        queue.enqueue_job(Job.fetch(waiting, connection=store.redis))
+    scheduled = ScheduledJobRegistry(queue=queue)
+    for waiting in store.waiting_jobs(mirror):
+        if scheduled.remove(waiting):
+            with contextlib.suppress(NoSuchJobError):  # deleted with RQ's tools meanwhile
+                queue.enqueue_job(Job.fetch(waiting, connection=store.redis))
+                return
+        elif store.redis.hget(Job.key_for(waiting), "status") == JobStatus.QUEUED.value.encode():
+            return  # already in the queue: it starts next
+        # else running right now (it will find the mirror busy) or gone from RQ: try the next lane's
 
 
 def _elapsed(job: dict[str, Any], until: str | None = None) -> float:

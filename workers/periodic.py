@@ -1,9 +1,10 @@
-"""The worker's periodic duties: redelivery sweeps and reconcile syncs.
+"""The worker's periodic duties: ending orphaned jobs, redelivery sweeps and reconcile syncs.
 
 One RQ job, ``syncbridge-tick``, runs every TICK seconds for the whole cluster: it is created
 with a fixed id and RQ's ``unique=True`` (so several workers starting at once make one), and it
-reschedules itself by returning ``rq.Retry``, like a sync that polls. Each tick runs what is due:
-a source's sweep every ``sweep_every``, a target's reconcile every ``reconcile_every``. A
+reschedules itself by returning ``rq.Retry``, like a sync that polls. Each tick first ends the
+jobs RQ can no longer run (deleted or cancelled with RQ's own tools), then runs what is due: a
+source's sweep every ``sweep_every``, a target's reconcile every ``reconcile_every``. A
 reconcile goes through the same dedupe and coalescing as a push (its delivery key is one per
 period, and it is skipped while a sync for the target already waits), so it never doubles one.
 """
@@ -25,18 +26,16 @@ from bridge.queueing import QUEUE_NAME, Enqueuer
 from bridge.routing import Match
 from bridge.store import NEXT_RECONCILE_KEY, NEXT_SWEEP_KEY, Store
 from workers.context import context
-from workers.jobs import UNBOUNDED
+from workers.jobs import UNBOUNDED, end
 from workers.sweep import sweep_all
 
 log = logging.getLogger("syncbridge.periodic")
 TICK_ID = "syncbridge-tick"
-TICK = int(os.environ.get("SYNCBRIDGE_TICK_SECONDS", 15))  # the resolution of sweeps and reconciles
+TICK = int(os.environ.get("SYNCBRIDGE_TICK_SECONDS", 15))  # the resolution of sweeps, reconciles and orphan checks
 
 
 def ensure_tick(redis: Redis) -> None:
     """Make sure the cluster's tick job exists (called by every worker at start)."""
-    if not _has_periodic_work():
-        return
     try:
         job = Job.fetch(TICK_ID, connection=redis)
         if job.get_status() not in (JobStatus.FAILED, JobStatus.FINISHED, JobStatus.STOPPED, JobStatus.CANCELED):
@@ -64,6 +63,7 @@ def run_due(now: float) -> None:
     current = get_current_job()
     assert current is not None
     store = Store(current.connection, ctx.config.retention)
+    end_orphans(store)
     sweeps = store.schedules(NEXT_SWEEP_KEY)
     due = [name for name, source in ctx.config.sources.items()
            if source.api is not None and sweeps.get(name, 0) <= now]
@@ -85,7 +85,7 @@ def run_due(now: float) -> None:
 
 def reconcile(store: Store, target: str, now: float) -> list[str]:
     """Enqueue a reconcile sync of ``target`` unless one for it already waits; its job ids."""
-    if store.lane_waiting(target):
+    if store.mirror_waiting(target):
         log.info("reconcile of %s skipped: a sync already waits", target, extra={"target": target})
         return []
     config = context().config
@@ -97,6 +97,23 @@ def reconcile(store: Store, target: str, now: float) -> list[str]:
     return receipt.job_ids
 
 
-def _has_periodic_work() -> bool:
-    config = context().config
-    return any(s.api for s in config.sources.values()) or any(t.reconcile_every for t in config.targets.values())
+# Why a job RQ can no longer run ended, by RQ's status of it ('' when RQ's job is gone).
+ORPHAN_REASONS = {
+    "": "its RQ job was deleted outside syncbridge (e.g. with rq-dashboard or Job.delete())",
+    "canceled": "its RQ job was cancelled outside syncbridge (e.g. with rq-dashboard or Job.cancel())",
+    "stopped": "its RQ job was stopped outside syncbridge (rq's stop-job command)",
+}
+
+
+def end_orphans(store: Store) -> list[str]:
+    """End as failed every job still queued or running by its record that RQ can no longer run.
+
+    Such a job would otherwise stay queued for ``retention``, holding its lane; failed, it shows
+    why, frees its lane, and can be retried. Returns the ids ended.
+    """
+    ended = []
+    for job_id, rq_status in store.orphans():
+        reason = ORPHAN_REASONS.get(rq_status, f"RQ ended its job as {rq_status} without syncbridge hearing of it")
+        end(store, job_id, "failed", f"{reason}; retry runs it again")
+        ended.append(job_id)
+    return ended

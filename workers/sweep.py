@@ -68,7 +68,7 @@ def sweep_source(name: str, source: Source, store: Store, dry_run: bool = False)
     except GitHubError as exc:
         report.errors.append(str(exc))
     for guid, tries in attempts.items():
-        if not _missed(guid, tries, store):
+        if not _missed(name, guid, tries, store):
             continue
         report.found += 1
         report.missed.append(guid)
@@ -87,9 +87,9 @@ def sweep_source(name: str, source: Source, store: Store, dry_run: bool = False)
     return report
 
 
-def _missed(guid: str, tries: list[dict[str, Any]], store: Store) -> bool:
+def _missed(source: str, guid: str, tries: list[dict[str, Any]], store: Store) -> bool:
     """No 2xx at all, or accepted (202) but no longer known to the bridge."""
     codes = {int(t.get("status_code") or 0) for t in tries}
     if not any(200 <= code < 300 for code in codes):
         return True
-    return 202 in codes and store.delivery(guid) is None
+    return 202 in codes and store.delivery(source, guid) is None

@@ -12,6 +12,11 @@ holding up the others: each execution is one HTTP call bounded by the target's
 A Redis that does not answer when a worker starts is waited for (one log line naming it, then
 retries with backoff), in the main process and in each pool process: otherwise every process
 would die with a traceback and RQ's pool would respawn it at once, in a loop.
+
+RQ's statistics are kept true where RQ lets us (docs/RELIABILITY.md, "What RQ's own tools show"):
+a job that returns ``rq.Retry`` to poll again has neither failed nor finished, so it is not counted
+as a failure; a sync that fails raises ``SyncFailed`` and is logged by us in one line, not by RQ
+with a traceback.
 """
 
 from __future__ import annotations
@@ -26,13 +31,16 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
-from rq.job import Job
+from rq.job import Job, Retry
+from rq.job_lifecycle import call_exception_handlers
+from rq.registry import StartedJobRegistry
 from rq.worker_pool import WorkerPool
 
 from bridge import redact
 from bridge.connection import address, connect, problem
 from bridge.queueing import NOTIFY_QUEUE_NAME, QUEUE_NAME
 from workers.context import context
+from workers.jobs import SyncFailed
 from workers.periodic import ensure_tick
 
 WORKER_TTL = 30  # an idle worker blocks on the queue for TTL - 15 s, and runs maintenance between waits
@@ -54,6 +62,30 @@ class SyncWorker(SimpleWorker):
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
         kwargs.setdefault("job_monitoring_interval", JOB_MONITORING_INTERVAL)
         super().__init__(*args, **kwargs)
+        self._rescheduling = False
+
+    def handle_job_retry(self, job: Job, queue: Queue, retry: Retry, started_job_registry: StartedJobRegistry,
+                         execution: Any) -> None:
+        """RQ counts every returned Retry as a failed job; a poll rescheduled is neither failed nor done.
+
+        RQ fails the job itself once ``retry.max`` runs out (never, for ours): that still counts.
+        """
+        self._rescheduling = not (job.number_of_retries and job.number_of_retries >= retry.max)
+        try:
+            super().handle_job_retry(job, queue, retry, started_job_registry, execution)
+        finally:
+            self._rescheduling = False
+
+    def increment_failed_job_count(self, pipeline: Any = None) -> None:
+        if not self._rescheduling:
+            super().increment_failed_job_count(pipeline)
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """A failed sync was already logged with its reason; RQ would add the traceback of the raise."""
+        if isinstance(exc_info[1], SyncFailed):
+            call_exception_handlers(self._exc_handlers, job, *exc_info)
+            return
+        super().handle_exception(job, *exc_info)
 
     def handle_job_failure(self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = "",
                            execution: Any = None) -> None:
@@ -64,10 +96,12 @@ class SyncWorker(SimpleWorker):
 def run(burst: bool = False, processes: int = 1, redis_url: str | None = None) -> None:
     """Work the queues until stopped (or, with ``burst``, until they are empty)."""
     context()  # fail fast on a bad config, before taking any job
-    import workers.jobs  # noqa: F401  (imported now, not on the first push: keeps its latency low)
 
     redis = connect(redis_url, blocking=True)
     wait_for_redis(redis)
+    # RQ lists a queue (``rq info``, rq-dashboard) once something was enqueued on it; the notify
+    # queue may stay empty for days, and both belong in the list from the start.
+    redis.sadd(Queue.redis_queues_keys, *(Queue(name, connection=redis).key for name in QUEUES))
     ensure_tick(redis)
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     if processes <= 1:

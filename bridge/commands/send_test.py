@@ -21,7 +21,7 @@ from bridge.commands.jobs import api_headers, bridge_url_option
 from bridge.commands.run import demo_mode
 from bridge.config import ConfigError
 from bridge.globs import compile_glob
-from bridge.samples import signed_push
+from bridge.samples import signed_push, signing_secret
 
 TERMINAL = ("completed", "failed")
 
@@ -46,7 +46,8 @@ def send_test(source_name: str | None, repo: str | None, ref: str, url: str, wai
                                    f" (sources: {', '.join(config.sources)})")
     repo = repo or _default_repo(config, source_name)
     after = secrets.token_hex(20)
-    headers, raw = signed_push(source.kind, repo, ref, "0" * 40, after, source.secret_list()[0])
+    headers, raw = signed_push(source.kind, repo, ref, "0" * 40, after,
+                               signing_secret(source.kind, source.secret_list()))
     endpoint = f"{url.rstrip('/')}/hooks/{source_name}"
     try:
         response = requests.post(endpoint, data=raw, headers=headers, timeout=10)

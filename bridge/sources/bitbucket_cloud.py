@@ -12,7 +12,7 @@ from typing import Any
 
 from bridge.events import ZERO_SHA, BadPayload, Event, Ignored, Push, RefUpdate
 from bridge.sources import payloads
-from bridge.sources.bitbucket_server import EVENT_HEADER, SIGNATURE_HEADER, SIGNATURE_PREFIX
+from bridge.sources.bitbucket_server import EVENT_HEADER, NO_REF_CHANGED, SIGNATURE_HEADER, SIGNATURE_PREFIX
 from bridge.sources.signing import verify_hex_signature
 
 KIND = "bitbucket-cloud"
@@ -33,8 +33,10 @@ def parse(headers: Mapping[str, str], body: bytes) -> Event:
         return Ignored(f"{event} events are not pushes", delivery)
     push = payload.get("push")
     changes = push.get("changes") if isinstance(push, dict) else None
-    if not isinstance(changes, list) or not changes:
+    if not isinstance(changes, list):
         raise BadPayload("repo:push without push.changes")
+    if not changes:  # documented (e.g. after a merged pull request): Bitbucket calls a 400 failed
+        return Ignored(NO_REF_CHANGED, delivery)
     repo = payloads.text(payload, "repository", "full_name")
     return Push(repo=repo, updates=tuple(_update(change) for change in changes), delivery=delivery)
 

@@ -18,6 +18,7 @@ KIND = "bitbucket-server"
 SIGNATURE_HEADER = "X-Hub-Signature"
 SIGNATURE_PREFIX = "sha256="
 EVENT_HEADER = "X-Event-Key"
+NO_REF_CHANGED = "no ref changed"
 
 
 def verify(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> None:
@@ -35,8 +36,10 @@ def parse(headers: Mapping[str, str], body: bytes) -> Event:
     if event != "repo:refs_changed":
         return Ignored(f"{event} events are not pushes", delivery)
     changes = payload.get("changes")
-    if not isinstance(changes, list) or not changes:
+    if not isinstance(changes, list):
         raise BadPayload("repo:refs_changed without changes")
+    if not changes:  # documented (e.g. after a merged pull request): Bitbucket calls a 400 failed
+        return Ignored(NO_REF_CHANGED, delivery)
     repo = f"{payloads.text(payload, 'repository', 'project', 'key')}/{payloads.text(payload, 'repository', 'slug')}"
     return Push(repo=repo, updates=tuple(_update(change) for change in changes), delivery=delivery)
 

@@ -1,8 +1,14 @@
 """GitLab: the secret itself in ``X-Gitlab-Token``, or a Standard-Webhooks signature; JSON bodies.
 
-A hook may have a secret token, a signing token, or both: either proof is accepted, so a source
-can move from the plain token to signatures without a flag day. GitLab has no ping: its "Test"
-button sends an ordinary push built from the latest commits, which is a harmless sync.
+A hook may have a secret token, a signing token (``whsec_<base64>``), or both. Once the source's
+secrets include a signing token, every request must carry a valid signature: the plain token
+alone would let a captured request be replayed forever, outside the signature's five-minute
+window. Until then the token is enough, so a source moves to signatures without a flag day: give
+the hook its signing token on GitLab first (it then sends both), then add it to ``secrets``.
+A signed delivery is known by its ``webhook-id`` (signed, and equal to GitLab's
+``Idempotency-Key``), so a replay within the window is a redelivery that does no new work.
+GitLab has no ping: its "Test" button sends an ordinary push built from the latest commits,
+which is a harmless sync.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from bridge.sources.signing import token_matches, verify_standard_webhook
 KIND = "gitlab"
 TOKEN_HEADER = "X-Gitlab-Token"
 SIGNATURE_HEADER = "webhook-signature"
+MESSAGE_ID_HEADER = "webhook-id"
+SIGNING_TOKEN_PREFIX = b"whsec_"  # GitLab accepts signing tokens only in this form
 EVENT_HEADER = "X-Gitlab-Event"
 PUSH_EVENTS = frozenset({"Push Hook", "Tag Push Hook"})
 SYSTEM_HOOK = "System Hook"
@@ -25,7 +33,15 @@ sends it for the same push as ``push``/``tag_push`` when both are enabled, and w
 
 
 def verify(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> None:
-    """Raise Unauthorized unless the token equals a secret or the Standard-Webhooks signature holds."""
+    """Raise Unauthorized unless the Standard-Webhooks signature holds or, while no signing token
+    is configured, the token equals a secret."""
+    signing_tokens = [secret for secret in secrets if secret.startswith(SIGNING_TOKEN_PREFIX)]
+    if signing_tokens:  # only these may sign: a plain token travels in clear, anyone who saw one could sign
+        if not headers.get(SIGNATURE_HEADER):
+            raise Unauthorized(f"missing {SIGNATURE_HEADER} header: this source has a signing token, "
+                               f"so {TOKEN_HEADER} alone is not accepted")
+        verify_standard_webhook(headers, body, signing_tokens)
+        return
     if token_matches(headers.get(TOKEN_HEADER), secrets):
         return
     if headers.get(SIGNATURE_HEADER):
@@ -38,7 +54,8 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> Non
 
 def parse(headers: Mapping[str, str], body: bytes) -> Event:
     """Turn a verified delivery into a Push or Ignored (GitLab sends no ping)."""
-    delivery = headers.get("Idempotency-Key") or headers.get("X-Gitlab-Event-UUID") or None
+    delivery = (headers.get(MESSAGE_ID_HEADER) or headers.get("Idempotency-Key")
+                or headers.get("X-Gitlab-Event-UUID") or None)
     event = payloads.header(headers, EVENT_HEADER)
     payload = payloads.load(headers.get("Content-Type"), body, host="GitLab")
     if event == SYSTEM_HOOK:

@@ -52,8 +52,17 @@ def retry(job_id: str):
 
 @bp.get("/deliveries/<delivery>")
 def delivery(delivery: str):
-    store = current().store
-    job_ids = store.delivery(delivery)
-    if job_ids is None:
-        abort(404, description=f"no delivery {delivery!r} (unknown, ignored, or expired)")
-    return jsonify(delivery=delivery, jobs=[public(job) for job in store.get_many(job_ids)])
+    """The jobs of a delivery id: of the source named by ``?source=``, else of every configured source.
+
+    Delivery ids are unique per host only, so one id may have reached several sources; without
+    ``?source=`` their jobs are listed together (each job names its source).
+    """
+    bridge = current()
+    source = request.args.get("source") or None
+    sources = [source] if source is not None else list(bridge.config.sources)
+    found = bridge.store.deliveries(delivery, sources)
+    if not found:
+        where = f" from source {source!r}" if source is not None else ""
+        abort(404, description=f"no delivery {delivery!r}{where} (unknown, ignored, or expired)")
+    job_ids = [job_id for ids in found.values() for job_id in ids]
+    return jsonify(delivery=delivery, jobs=[public(job) for job in bridge.store.get_many(job_ids)])
