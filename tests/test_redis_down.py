@@ -88,7 +88,7 @@ def test_the_worker_waits_for_redis_in_one_line_then_starts(tmp_path: Path, env:
         assert len(waiting.splitlines()) == 1 and PASSWORD not in waiting
 
         with EmbeddedRedis(tmp_path / "redis", port=port, appendonly=False) as server:
-            Redis(port=server.port).config_set("requirepass", PASSWORD)
+            Redis.from_url(server.url).config_set("requirepass", PASSWORD)
             client = Redis.from_url(env["REDIS_URL"])
             until(lambda: client.scard("rq:workers") == 2, 60, "both pool workers registered")
             alive = worker_check(env)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -41,6 +40,14 @@ class Run:
 
     def text(self) -> str:
         return self.output.read_text(errors="replace")
+
+    def redis_url(self) -> str | None:
+        """The embedded Redis's URL with its password: run prints it masked, its children were handed it whole."""
+        for child in self.started():
+            with contextlib.suppress(psutil.Error):
+                if url := child.environ().get("REDIS_URL"):
+                    return url
+        return None
 
     def started(self) -> list[psutil.Process]:
         """Every live process this run started, wherever it sits now (an orphan has PID 1 as parent):
@@ -73,7 +80,7 @@ def wait_until_serving(run: Run, timeout: float = 60) -> None:
     redis_url = None
     while time.monotonic() < deadline:
         assert run.process.poll() is None, run.text()
-        redis_url = redis_url or next(iter(re.findall(r"redis\s+(redis://\S+)", run.text())), None)
+        redis_url = redis_url or run.redis_url()
         try:
             ready = requests.get(f"http://127.0.0.1:{run.web_port}/readyz", timeout=2).status_code == 200
             if ready and redis_url and Redis.from_url(redis_url).scard("rq:workers") >= 2:
