@@ -40,6 +40,7 @@ from rq.utils import now, utcformat
 from bridge import metrics, store
 from bridge.config import TargetBase
 from bridge.events import RefUpdate
+from bridge.mirrors import MirrorKeys
 from bridge.routing import Match
 
 QUEUE_NAME = "syncbridge"
@@ -212,6 +213,7 @@ class Enqueuer:
         self._keys = [store.INDEX_KEY, self.queue.key, Queue.redis_queues_keys, metrics.key("webhooks_received"),
                       store.ACTIVE_KEY]
         self._failed_registry = FailedJobRegistry(queue=self.queue).key
+        self.mirrors = MirrorKeys()
 
     def prepare(self, source: str, repo: str, delivery: str, matches: list[Match],
                 targets: dict[str, TargetBase], trigger: str = "push") -> Delivery:
@@ -226,7 +228,7 @@ class Enqueuer:
         for match in matches:
             target = targets[match.target]
             job_id = os.urandom(16).hex()  # as unique as uuid4().hex, without building a UUID
-            mirror = match.target  # what the target syncs: a templated target would add its rendered name
+            mirror = self.mirrors.key(match.target, target, repo)  # a templated target's: one per repository
             digest, refs = _ref_filter(_filter_key(match.refs))
             update = match.update or _NO_UPDATE
             values = [  # in JOB_FIELDS order
