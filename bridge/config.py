@@ -11,6 +11,7 @@ import difflib
 import os
 import re
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
 from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -24,7 +25,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -209,15 +209,15 @@ class TargetBase(Strict):
         default=10.0, description="least time between two sync starts; pushes in between share one follow-up")
     retries: int = Field(default=5, ge=0, le=50, description="retries of a provider call that failed transiently")
     reconcile_every: Seconds | None = None
-    _templated: tuple[str, ...] = PrivateAttr(default=())
-    def model_post_init(self, context: Any) -> None:
-        self._templated = tuple(name for name in MIRROR_FIELDS if isinstance(getattr(self, name, None), str)
-                                and PLACEHOLDER.search(getattr(self, name)))
 
-    @property
+    @cached_property
     def templated(self) -> tuple[str, ...]:
-        """The mirror fields that hold placeholders; empty for a target that names one mirror."""
-        return self._templated
+        """The mirror fields that hold placeholders; empty for a target that names one mirror.
+
+        Cached: the edge asks once per push and target, and the answer never changes.
+        """
+        return tuple(name for name in MIRROR_FIELDS if isinstance(value := getattr(self, name, None), str)
+                     and PLACEHOLDER.search(value))
 
     @field_validator("base_url")
     @classmethod

@@ -4,8 +4,9 @@ One Lua script stores a batch of deliveries (see ``bridge.group_commit``), in ar
 
 1. a delivery id its source sent before returns the jobs it made (a redelivery does no new work);
    ids are kept per source, since a host's ids are unique on that host only;
-2. per target, a job still *waiting* in the queue in the same *lane* (the same mirror, source,
-   repository and ref filter) absorbs the push (its ref, sha and delivery move to the newest push)
+2. per target, a job still *waiting* in the queue in the same *lane* (the same mirror: a templated
+   target's, rendered from the repository by ``bridge.mirrors``; the same source, repository
+   and ref filter) absorbs the push (its ref, sha and delivery move to the newest push)
    instead of queueing a second sync; once a worker starts a job the slot is freed
    (``Store.start``), so a push during a running sync queues exactly one follow-up, which starts
    after that push arrived and so covers it. A waiting job RQ can no longer run (deleted or

@@ -238,6 +238,13 @@ def test_a_templated_codearts_repository_is_found_by_its_group_and_name(write_co
 # --- the config and `syncbridge check` ---------------------------------------------------------
 
 
+def with_targets(tmp_path: Path, targets: str, routes: str = "") -> Path:
+    """A config file of one GitHub source and the ``targets`` given (the YAML under ``targets:``)."""
+    path = tmp_path / "syncbridge.yml"
+    path.write_text(f"sources:\n  gh: {{kind: github, secret: {SECRET}}}\ntargets:{targets}{routes}")
+    return path
+
+
 def check(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ["PATH"], "SYNCBRIDGE_CONFIG": str(config)}
     return subprocess.run([sys.executable, "-m", "bridge", "check", *args], capture_output=True, text=True, env=env,
@@ -245,27 +252,23 @@ def check(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_check_names_the_key_of_each_placeholder_it_cannot_fill(tmp_path: Path) -> None:
-    path = tmp_path / "syncbridge.yml"
-    path.write_text(f"""
-sources:
-  gh: {{kind: github, secret: {SECRET}}}
-targets:
+    path = with_targets(tmp_path, """
   forks:
     provider: azure-devops
     organization: acme
     project: Forks
-    repository: "{{name}}"
-    source: {{collection_id: "{{owner}}", project_id: p, repository_id: r}}
+    repository: "{name}"
+    source: {collection_id: "{owner}", project_id: p, repository_id: r}
     token: t
   codearts:
     provider: codearts
     base_url: https://codehub.example
-    repository_id: "{{name}}"
+    repository_id: "{name}"
     token: t
-  typo: {{provider: google-csr, repo: "projects/acme/repos/{{nmae}}", token: t}}
-  url: {{provider: gitea-mirror, base_url: "https://{{owner}}.example", repo: "{{owner}}/{{name}}", token: t}}
-routes:
-  - {{source: gh, repo: "acme/*", targets: [forks, codearts, typo, url]}}
+  typo: {provider: google-csr, repo: "projects/acme/repos/{nmae}", token: t}
+  url: {provider: gitea-mirror, base_url: "https://{owner}.example", repo: "{owner}/{name}", token: t}
+""", """routes:
+  - {source: gh, repo: "acme/*", targets: [forks, codearts, typo, url]}
 """)
     result = check(path)
     assert result.returncode == 1
@@ -284,13 +287,9 @@ routes:
 
 
 def test_a_templated_mirror_name_must_still_have_the_providers_shape(tmp_path: Path) -> None:
-    path = tmp_path / "syncbridge.yml"
-    path.write_text(f"""
-sources:
-  gh: {{kind: github, secret: {SECRET}}}
-targets:
-  csr: {{provider: google-csr, repo: "{{name}}", token: t}}
-  gitea: {{provider: gitea-mirror, base_url: https://gitea.example, repo: "{{repo}}", token: t}}
+    path = with_targets(tmp_path, """
+  csr: {provider: google-csr, repo: "{name}", token: t}
+  gitea: {provider: gitea-mirror, base_url: https://gitea.example, repo: "{repo}", token: t}
 """)
     result = check(path)
     assert result.returncode == 1
@@ -299,11 +298,7 @@ targets:
 
 
 def test_check_online_reads_one_rendered_repository_per_templated_target(tmp_path: Path, sandbox: Any) -> None:
-    path = tmp_path / "syncbridge.yml"
-    path.write_text(f"""
-sources:
-  gh: {{kind: github, secret: {SECRET}}}
-targets:
+    path = with_targets(tmp_path, f"""
   acme-csr: {{provider: google-csr, base_url: "{sandbox.url}/google", repo: "projects/acme/repos/{{name}}",
              token: {TOKEN}}}
   forks: {{provider: azure-devops, base_url: "{sandbox.url}/azure", organization: acme, project: Forks,

@@ -94,7 +94,7 @@ def _check_online(config: config_module.Config, repo: str | None) -> bool:
             continue
         try:
             target = mirrors.render(configured, repo or "")
-            if target.templated:
+            if configured.templated:
                 label += f" {mirrors.name(target)}"
             PROVIDERS[target.provider].check(target, Http(target, target.provider))
         except mirrors.UnusableName as exc:
