@@ -162,6 +162,21 @@ def test_a_target_that_names_one_mirror_shows_no_rendered_mirror(write_config, r
     assert list(record)[list(record).index("target") + 1] == "mirror"
 
 
+def test_the_dashboard_and_chat_messages_show_the_rendered_mirror(write_config, redis: Redis, sandbox: Any) -> None:
+    from workers.notify import message
+
+    client = create_app(write_config(org_config(sandbox.url)), redis).test_client()
+    body = push_body(repo="acme/gadgets", after="a" * 40)
+    [job] = client.post("/hooks/github", data=body, headers=github_headers(body, delivery="d-1")).json["jobs"]
+    drive(redis)
+    html = client.get("/").get_data(as_text=True)
+    assert "<td>acme-mirrors<br><small>projects/acme/repos/gadgets</small></td>" in html
+    title, text = message(client.get(f"/jobs/{job['id']}").json)
+    assert title == "✅ acme-mirrors: acme/gadgets@main completed"
+    assert text.startswith("acme/gadgets refs/heads/main (aaaaaaa) → acme-mirrors (google-csr "
+                           "projects/acme/repos/gadgets): completed in ")
+
+
 def test_a_repository_name_that_cannot_name_a_mirror_fails_its_job_with_the_reason(
         write_config, redis: Redis, sandbox: Any) -> None:
     config = write_config(org_config(sandbox.url))
