@@ -96,7 +96,7 @@ def _existing_file(path: str) -> str:
     return path
 
 
-def sample(text: str) -> str:
+def _sample(text: str) -> str:
     """``text`` with each placeholder filled from a sample repository, ``owner/name``: what a mirror
     field's shape is checked on, since the pushed repository is only known per push."""
     values = {"owner": "owner", "name": "name", "repo": "owner/name"}
@@ -108,7 +108,7 @@ def _shaped(pattern: str, shape: str) -> Callable[[str], str]:
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
-        if not compiled.match(sample(value)):
+        if not compiled.match(_sample(value)):
             raise ValueError(f"must be {shape}" + (" once its placeholders are filled" if PLACEHOLDER.search(value)
                                                    else ""))
         return value
@@ -358,18 +358,22 @@ def _placeholder_problems(targets: Any) -> list[tuple[str, str]]:
         if not isinstance(raw, dict):
             continue
         provider = raw.get("provider")
-        model = TARGET_MODELS.get(provider if isinstance(provider, str) else "", TargetBase)
+        model = TARGET_MODELS.get(provider) if isinstance(provider, str) else None
+        if model is None:  # an unknown provider is reported as such: which fields it names is unknown
+            continue
         mirror_fields = [field for field in MIRROR_FIELDS if field in model.model_fields]
         for where, text in _strings(raw, ()):
             found = PLACEHOLDER.findall(text)
             known = [placeholder for placeholder in found if placeholder in PLACEHOLDERS]
             unknown = [placeholder for placeholder in found if placeholder not in PLACEHOLDERS]
             key, field = ".".join(("targets", str(name), *where)), where[0]
+            if field not in model.model_fields:  # an unknown key: said as such
+                continue
             if field in mirror_fields and unknown:
                 problems.append((key, f"unknown placeholder {{{unknown[0]}}}: a mirror's name takes "
                                       "{owner}, {name} or {repo}"))
             elif field not in mirror_fields and known:
-                reason = _UNTEMPLATABLE.get((str(provider), field),
+                reason = _UNTEMPLATABLE.get((provider, field),
                                             _NOT_A_MIRROR_FIELD.format(fields=", ".join(mirror_fields)))
                 problems.append((key, f"{{{known[0]}}} cannot be filled here: {reason}"))
     return problems
