@@ -59,8 +59,12 @@ def _check_worker() -> None:
 
 @click.command()
 @click.option("--online", is_flag=True, help="also make one harmless authenticated call to each target")
-def check(online: bool) -> None:
+@click.option("--repo", metavar="OWNER/NAME", help="with --online: the repository a templated target is checked "
+              "for (its mirror named after it)")
+def check(online: bool, repo: str | None) -> None:
     """Validate the config (file, key and reason for each problem); exit 1 if it is unusable."""
+    if repo is not None and ("/" not in repo or not online):
+        raise click.UsageError("--repo takes a full name (owner/name) and goes with --online")
     try:
         config = config_module.load()
     except ConfigError as exc:
@@ -69,26 +73,38 @@ def check(online: bool) -> None:
         sys.exit(1)
     click.echo(f"{config.path}: OK: {len(config.sources)} sources, {len(config.targets)} targets, "
                f"{len(config.routes)} routes")
-    if online and not _check_online(config):
+    if online and not _check_online(config, repo):
         sys.exit(1)
 
 
-def _check_online(config: config_module.Config) -> bool:
-    from bridge import redact
+def _check_online(config: config_module.Config, repo: str | None) -> bool:
+    """One harmless read per target; a templated one only for ``repo`` (without it: said, not failed)."""
+    from bridge import mirrors, redact
     from workers.providers import PROVIDERS
     from workers.providers.base import Http, ProviderError
 
     redact.register(*config.secret_values())  # tokens minted by the checks register themselves
     configure()  # what a library logs meanwhile is scrubbed too
     healthy = True
-    for name, target in config.targets.items():
+    for name, configured in config.targets.items():
+        label = f"{name} ({configured.provider})"
+        if configured.templated and repo is None:
+            click.echo(f"{label}: SKIPPED: its mirror is named after the pushed repository; "
+                       "check it for one with --repo owner/name")
+            continue
         try:
+            target = mirrors.render(configured, repo or "")
+            if configured.templated:
+                label += f" {mirrors.name(target)}"
             PROVIDERS[target.provider].check(target, Http(target, target.provider))
+        except mirrors.UnusableName as exc:
+            healthy = False
+            click.echo(f"{label}: FAILED: {exc}")
         except ProviderError as exc:
             healthy = False
-            click.echo(f"{name} ({target.provider}): FAILED: {redact.scrub(exc.reason)}")
+            click.echo(f"{label}: FAILED: {redact.scrub(exc.reason)}")
         else:
-            click.echo(f"{name} ({target.provider}): OK")
+            click.echo(f"{label}: OK")
     return healthy
 
 

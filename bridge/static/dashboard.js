@@ -15,7 +15,7 @@
   };
   const retry = (job) => job.status === "failed" ? ` <button type="button" data-retry="${esc(job.id)}">Retry</button>` : "";
   const row = (job) => `<tr data-id="${esc(job.id)}"><td><span class="state ${esc(job.status)}">${esc(job.status)}</span>${retry(job)}</td>
-    <td>${esc(job.target)}</td><td>${esc(job.repo)}@${esc(job.ref)}</td><td><code>${esc((job.after || "").slice(0, 7))}</code></td>
+    <td>${esc(job.target)}${job.mirror ? `<br><small>${esc(job.mirror)}</small>` : ""}</td><td>${esc(job.repo)}@${esc(job.ref)}</td><td><code>${esc((job.after || "").slice(0, 7))}</code></td>
     <td>${esc(job.created_at)}</td><td>${duration(job)}</td><td>${esc(job.attempts)}</td><td class="error">${esc(job.error)}</td></tr>`;
   const card = (t) => `<div class="target"><strong>${esc(t.name)}</strong><small>${esc(t.provider)}</small>
     <small>last success: ${t.last_success ? esc(t.last_success.at) : "never"}</small>
