@@ -80,6 +80,11 @@ class ConfigError(Exception):
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _header_safe(secret: bytes) -> bool:
+    """Printable ASCII: what a header value can carry through any HTTP server unchanged."""
+    return all(0x20 <= byte < 0x7F for byte in secret)
+
+
 def _long_enough(secret: SecretStr) -> SecretStr:
     """A webhook secret short enough to guess lets anyone forge pushes ("" is "no secret": said elsewhere)."""
     if 0 < len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
@@ -186,6 +191,10 @@ class Source(Strict):
     def _has_secret(self) -> Source:
         if not self.secret_list():
             raise ValueError("a source needs `secret` (or `secrets` during a rotation): unsigned hooks are refused")
+        if self.kind == "gitlab" and any(not _header_safe(secret) for secret in self.secret_list()):
+            # GitLab sends a plain token as the X-Gitlab-Token header itself; HTTP servers (granian
+            # among them) drop header values with other bytes, so such a token could never match.
+            raise ValueError("a GitLab secret token travels as a header: use printable ASCII characters only")
         return self
 
     def secret_list(self) -> list[bytes]:
