@@ -5,7 +5,7 @@ WorkerPool (``syncbridge worker``), the provider sandbox over HTTP. Each process
 to a file of the test's tmp_path. The numbers each test measures are printed (``-s``) and kept
 in pytest's cache under ``reliability/`` for docs/RELIABILITY.md.
 
-The only timed assertions are the issue's bounds: recovery from a killed worker within 120 s,
+The only timed assertions are the issues' bounds: recovery from a killed worker within 30 s,
 and a 503 within 1 s while Redis is down.
 """
 
@@ -164,7 +164,7 @@ def test_a_worker_killed_mid_sync_is_recovered_by_a_new_worker(
         tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis, sandbox: Any,
         request: pytest.FixtureRequest) -> None:
     """SIGKILL the whole worker (pool, its SimpleWorkers, the scheduler) while the trigger call is in
-    flight; a new worker finds the job abandoned and the sync completes, within 120 s of the kill."""
+    flight; a new worker finds the job abandoned and the sync completes, within 30 s of the kill."""
     config = write_config(tmp_path, mesa_config(sandbox.url, request_timeout=5))
     sandbox_settings(sandbox, latency=3, polls=2)  # every provider call takes 3 s: the kill lands inside one
     with web_process(config, redis_server.url, tmp_path / "web.log") as (url, _):
@@ -184,14 +184,14 @@ def test_a_worker_killed_mid_sync_is_recovered_by_a_new_worker(
 
         sandbox_settings(sandbox, latency=0)  # the provider is fast again; what is measured is RQ's recovery
         with worker_process(config, redis_server.url, tmp_path / "worker-2.log"):
-            record = wait_done(url, job_id, timeout=150)
+            record = wait_done(url, job_id, timeout=60)
     recovery = epoch(record["finished_at"]) - killed_at
     triggers = [call for call in sandbox_calls(sandbox, "mesa") if call["method"] == "POST"]
     record_numbers(request, "worker_kill", recovery_seconds=round(recovery, 1),
                    rerun_after_seconds=round(triggers[-1]["at"] - killed_at, 1), triggers=len(triggers),
                    attempts=record["attempts"])
     assert record["status"] == "completed" and record["error"] is None, record
-    assert recovery <= 120, f"the sync completed {recovery:.0f}s after the worker was killed"
+    assert recovery <= 30, f"the sync completed {recovery:.0f}s after the worker was killed"
     # At least once: the trigger cut short by the kill is sent again (the provider got two).
     assert len(triggers) == 2 and record["attempts"] == 2
     assert record["remote"]["status"] == "completed"

@@ -1,15 +1,21 @@
-"""The worker side's subcommands: ``syncbridge worker`` and ``syncbridge check``."""
+"""The worker side's subcommands: ``syncbridge worker``, ``syncbridge check`` and ``syncbridge sweep``.
+
+Each imports what it uses when it runs: ``syncbridge worker``'s process only supervises the
+worker processes it forks, and every page it holds is counted again in each of them.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from bridge import config as config_module
-from bridge.config import ConfigError
 from bridge.logs import configure
+
+if TYPE_CHECKING:
+    from bridge.config import Config
 
 
 @click.command()
@@ -24,15 +30,34 @@ def worker(burst: bool, processes: int, health_check: bool) -> None:
     if health_check:
         _check_worker()
         return
-    from workers.context import context
+    _check_config_apart()
+    configure()
     from workers.worker import run
 
-    try:
-        context()  # the config, its secrets registered with the scrubber
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    configure()
     run(burst=burst, processes=processes)
+
+
+def _check_config_apart() -> None:
+    """Exit 1, saying why, on a config that cannot be used: before any job is taken.
+
+    The config is loaded in a forked child, so this process, which forks every worker process,
+    never holds the config's libraries (pydantic, PyYAML): each worker loads its own copy anyway.
+    """
+    child = os.fork()
+    if child == 0:  # the child reports and exits, whatever happens: it must never go on to run workers
+        status = 0
+        try:
+            from bridge import config as config_module
+
+            config_module.load()
+        except Exception as exc:  # a ConfigError names the file, the key and the reason
+            status = 1
+            click.echo(f"Error: {exc}", err=True)
+            sys.stderr.flush()
+        os._exit(status)
+    _, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status):
+        sys.exit(1)
 
 
 def _check_worker() -> None:
@@ -61,6 +86,9 @@ def _check_worker() -> None:
 @click.option("--online", is_flag=True, help="also make one harmless authenticated call to each target")
 def check(online: bool) -> None:
     """Validate the config (file, key and reason for each problem); exit 1 if it is unusable."""
+    from bridge import config as config_module
+    from bridge.config import ConfigError
+
     try:
         config = config_module.load()
     except ConfigError as exc:
@@ -73,7 +101,7 @@ def check(online: bool) -> None:
         sys.exit(1)
 
 
-def _check_online(config: config_module.Config) -> bool:
+def _check_online(config: Config) -> bool:
     from bridge import redact
     from workers.providers import PROVIDERS
     from workers.providers.base import Http, ProviderError
@@ -97,6 +125,7 @@ def _check_online(config: config_module.Config) -> bool:
 def sweep(dry_run: bool) -> None:
     """One redelivery sweep of every source with an `api:` block: print what it found and did."""
     from bridge import redact
+    from bridge.config import ConfigError
     from bridge.connection import connect
     from bridge.store import Store
     from workers.context import context
