@@ -1,4 +1,5 @@
-"""Test code shared by modules: a replicated Redis with Redis Sentinels, as real processes on loopback."""
+"""Test code shared by modules: polling for a condition; a replicated Redis with Redis Sentinels, as real
+processes on loopback."""
 
 from __future__ import annotations
 
@@ -16,27 +17,31 @@ from bridge.embedded import EmbeddedRedis, free_port, redis_server_binary
 SERVICE = "syncbridge-primary"
 
 
-def settle(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """``predicate``'s first truthy value within ``timeout`` s (Redis errors count as not yet)."""
+def until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition",
+          ignore: tuple[type[Exception], ...] = ()) -> Any:
+    """Poll ``predicate`` until it returns something truthy; that value, or AssertionError after ``timeout``.
+
+    An exception of ``ignore`` counts as "not yet".
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
             value = predicate()
-        except RedisError:
+        except ignore:
             value = None
         if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.1)
+        time.sleep(interval)
 
 
 def replicated(primary: EmbeddedRedis, replicas: list[EmbeddedRedis], timeout: float = 30) -> None:
     """Wait until every replica has finished its first sync (until then WAIT counts it out)."""
     client = Redis.from_url(primary.url)
     try:
-        settle(lambda: client.set("syncbridge-test:probe", "1") and client.wait(len(replicas), 200) == len(replicas),
-               timeout, f"{len(replicas)} replicas in sync")
+        until(lambda: client.set("syncbridge-test:probe", "1") and client.wait(len(replicas), 200) == len(replicas),
+              timeout, what=f"{len(replicas)} replicas in sync", ignore=(RedisError,))
     finally:
         client.close()
 
@@ -81,9 +86,10 @@ class Sentinels:
         for port in self.ports:
             client = Redis(port=port, socket_timeout=1)
             try:
-                settle(lambda client=client: (state := client.sentinel_master(SERVICE))["num-slaves"] >= replicas
-                       and state["num-other-sentinels"] == len(self.ports) - 1,
-                       timeout, f"Sentinel {port} seeing the primary, {replicas} replicas and its peers")
+                until(lambda client=client: (state := client.sentinel_master(SERVICE))["num-slaves"] >= replicas
+                      and state["num-other-sentinels"] == len(self.ports) - 1, timeout, interval=0.1,
+                      what=f"Sentinel {port} seeing the primary, {replicas} replicas and its peers",
+                      ignore=(RedisError,))
             finally:
                 client.close()
 

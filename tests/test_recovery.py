@@ -36,6 +36,7 @@ from bridge.events import RefUpdate
 from bridge.queueing import QUEUE_NAME, Enqueuer
 from bridge.routing import Match
 from tests.conftest import environ_for, mesa_config, sandbox_calls
+from tests.helpers import until
 from tests.test_reliability import (
     end,
     epoch,
@@ -45,7 +46,6 @@ from tests.test_reliability import (
     record_numbers,
     sandbox_settings,
     spawn,
-    until,
     wait_done,
     web_process,
     worker_process,

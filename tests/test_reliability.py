@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from bridge.embedded import EmbeddedRedis, free_port
 from bridge.queueing import QUEUE_NAME
 from bridge.store import job_key
 from tests.conftest import SECRET, TOKEN, environ_for, github_headers, mesa_config, sandbox_calls
+from tests.helpers import until
 from tests.test_end_to_end import wait_for
 from tests.test_hooks import push_body
 
@@ -47,18 +48,6 @@ def record_numbers(request: pytest.FixtureRequest, name: str, **numbers: Any) ->
     cache = getattr(request.config, "cache", None)
     if cache is not None:
         cache.set(f"reliability/{name}", numbers)
-
-
-def until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; that value, or AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(interval)
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

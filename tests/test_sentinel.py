@@ -13,6 +13,7 @@ still known (``/deliveries/<id>``) and its job completes, run by the same worker
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -20,21 +21,24 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
+from redis import Redis
+from redis.exceptions import RedisError
 
-from bridge.embedded import EmbeddedRedis
+from bridge.embedded import EmbeddedRedis, free_port, redis_server_binary
 from tests.conftest import github_headers, mesa_config
-from tests.helpers import SERVICE, Sentinels, replicated
+from tests.helpers import SERVICE, Sentinels, replicated, until
 from tests.test_hooks import push_body
 from tests.test_reliability import (
     post_push,
     record_numbers,
-    until,
     wait_done,
     web_process,
     worker_process,
     write_config,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 FIRST_2XX_BOUND = 15.0  # seconds from the kill to the first push answered 2xx (issue 16)
 HANG = 5.0  # no answer may take longer: the bridge's own Redis timeouts are 1 s
 
@@ -124,3 +128,38 @@ def test_a_failover_under_a_stream_of_pushes_loses_no_accepted_push(
     assert recovered <= FIRST_2XX_BOUND
     assert max(push["took"] for push in pushes) < HANG
     assert {record["status"] for record in records} == {"completed"}, records
+
+
+def test_the_compose_sentinel_setup_names_sentinels_that_exist_and_the_primary_they_watch(tmp_path: Path) -> None:
+    """docker-compose.sentinel.yml (the README's setup): web and worker name its three Sentinels and the
+    service they watch, each replica follows `redis`, and a Sentinel's generated config starts a Sentinel."""
+    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    services = yaml.safe_load((ROOT / "docker-compose.sentinel.yml").read_text())["services"]
+    assert {"redis", "web", "worker"} <= set(base)
+    replicas = [name for name in services if name.startswith("redis-replica")]
+    assert len(replicas) == 2
+    assert all("--replicaof redis 6379" in " ".join(services[name]["command"]) for name in replicas)
+    for name in ("web", "worker"):
+        env = services[name]["environment"]
+        sentinels = [address.rpartition(":")[0] for address in env["REDIS_SENTINELS"].split(",")]
+        assert len(sentinels) == 3 and all(sentinel in services for sentinel in sentinels)
+        assert 0 < int(env["SYNCBRIDGE_REDIS_REPLICAS"]) < len(replicas)  # one left to wait for after a failover
+    script = services["sentinel-1"]["command"][2]
+    assert f"sentinel monitor {env['REDIS_SENTINEL_SERVICE']} redis 6379 2" in script
+
+    primary = EmbeddedRedis(tmp_path / "primary").start()
+    port = free_port()
+    local = (script.replace("/data", str(tmp_path)).replace("port 26379", f"port {port}")
+             .replace("redis 6379", f"127.0.0.1 {primary.port}").replace("redis-server", redis_server_binary()))
+    sentinel = subprocess.Popen(["sh", "-c", local], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = Redis(port=port, socket_timeout=1)
+    try:
+        master = until(lambda: client.sentinel_master(env["REDIS_SENTINEL_SERVICE"]), 10,
+                       what="the Sentinel answering", ignore=(RedisError,))
+        assert int(master["port"]) == primary.port
+    finally:
+        client.close()
+        sentinel.terminate()
+        sentinel.wait(timeout=10)
+        primary.stop()
+
