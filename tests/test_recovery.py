@@ -184,6 +184,10 @@ def test_the_job_of_a_live_worker_is_left_alone(redis: Redis) -> None:
 
 
 def test_a_dead_schedulers_lock_is_released_and_a_live_ones_kept(redis: Redis) -> None:
+    scheduler = RQScheduler([QUEUE_NAME], connection=redis)
+    assert scheduler.acquire_locks() == {QUEUE_NAME}  # RQ's own lock: the TTL the staleness is read from
+    assert SCHEDULER_LOCK_TTL - 1 <= redis.ttl(RQScheduler.get_locking_key(QUEUE_NAME)) <= SCHEDULER_LOCK_TTL
+    assert release_stale_scheduler_locks(redis, [QUEUE_NAME]) == []  # just refreshed: alive
     dead, live = (RQScheduler.get_locking_key(name) for name in ("dead-queue", "live-queue"))
     redis.set(dead, "killed-scheduler", ex=SCHEDULER_LOCK_TTL - STALE_SCHEDULER - 1)  # not refreshed for 11 s
     redis.set(live, "running-scheduler", ex=SCHEDULER_LOCK_TTL - 1)  # refreshed a second ago
