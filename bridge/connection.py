@@ -153,7 +153,8 @@ def connect(url: str | None = None, *, blocking: bool = False) -> Redis:
 
 
 def _client(redis_class: Any, sentinel_class: Any, url: str | None, blocking: bool) -> Any:
-    """A sync or asyncio client: of the primary the Sentinels name, unless a URL is given or set."""
+    """A sync or asyncio client: of ``url`` if given, else of the primary the Sentinels name if they
+    are set, else of the environment's URL."""
     if url is None and (sentinels := sentinel_settings()) is not None:
         sentinel = sentinel_class(sentinels.addresses, sentinel_kwargs=SENTINEL_OPTIONS)
         return sentinel.master_for(sentinels.service, redis_class=redis_class, **_primary_options(blocking))
