@@ -135,9 +135,10 @@ class Stack:
         return process
 
     def web(self, port: int | None = None, workers: int | None = None, threads: int | None = None,
-            variant: Sequence[str] = ()) -> tuple[str, subprocess.Popen[bytes]]:
+            variant: Sequence[str] = (), env: dict[str, str] | None = None) -> tuple[str, subprocess.Popen[bytes]]:
         """``syncbridge web`` as in production (``workers``/``threads`` None: its defaults); a ``variant``
-        (bench.serve's options: another setting or a floor app) runs bench.serve instead."""
+        (bench.serve's options: another setting or a floor app) runs bench.serve instead; ``env`` adds
+        variables to its environment."""
         port = port or free_port()
         common = ["--port", str(port), *(["--workers", str(workers)] if workers else []),
                   *(["--threads", str(threads)] if threads else [])]
@@ -145,7 +146,7 @@ class Stack:
             args = [sys.executable, "-m", "bench.serve", *common, *variant]
         else:
             args = [str(BIN / "syncbridge"), "web", "--host", HOST, *common]
-        process = self.spawn(f"web-{port}", args)
+        process = self.spawn(f"web-{port}", args, self.env(**(env or {})))
         url = f"http://{HOST}:{port}"
         wait_http(f"{url}/readyz", process=process)
         return url, process

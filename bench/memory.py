@@ -178,7 +178,7 @@ def main() -> None:
     result["redis"]["bytes_per_job_after_rq_ttls"] = own / args.jobs
     mib = result["rss_mib_total"]
     print(f"RSS web (master + workers): idle {mib['web_idle']:.1f} MiB, after load {mib['web_after_load']:.1f} MiB; "
-          f"worker (pool + workers + scheduler): started {mib['worker_started']:.1f} MiB, "
+          f"worker (pool + worker processes, the scheduler a thread of one): started {mib['worker_started']:.1f} MiB, "
           f"after {args.jobs} jobs {mib['worker_after_jobs']:.1f} MiB")
     print(f"USS (not counting pages shared with the parent): web {result['uss_mib_total']['web_after_load']:.1f} MiB, "
           f"worker {result['uss_mib_total']['worker_after_jobs']:.1f} MiB")

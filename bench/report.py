@@ -91,6 +91,15 @@ def main() -> None:
         rows.append(("1,000 operations in flight never hold a worker each",
                      f"{data['wall_s']:.1f} s for {data['params']['operations']} x {data['params']['op_seconds']:g} s "
                      f"on {data['params']['processes']} processes", data["targets"]["operations_never_hold_a_worker"]))
+    if data := load("recovery"):
+        both = data["both_completed_s"]
+        rows.append(("a killed worker's sync and its follow-up done <= 30 s after a new worker starts",
+                     f"median {both['median']:.1f} s, max {both['max']:.1f} s over {len(data['rounds'])} kills",
+                     data["within_bound"] == len(data["rounds"])))
+    if data := load("memory"):
+        rows.append(("worker RSS (all its processes) <= 160 MiB",
+                     f"{data['rss_mib_total']['worker_after_jobs']:.0f} MiB after {data['params']['jobs']} jobs",
+                     data["rss_mib_total"]["worker_after_jobs"] <= 160))
     print("| target | measured | |\n|---|---|---|")
     for name, measured, met in rows:
         print(f"| {name} | {measured} | {yes(met)} |")
@@ -101,6 +110,10 @@ def main() -> None:
               f"Redis {red['bytes_per_queued_job']:.0f} B per queued job, "
               f"{red['bytes_per_retained_completed_job']:.0f} B per completed job (first hour), "
               f"{red['bytes_per_job_after_rq_ttls']:.0f} B per job after RQ's TTLs.")
+    if data := load("replicas"):
+        cost = data["wait_cost_ms"]
+        print(f"SYNCBRIDGE_REDIS_REPLICAS=1 (WAIT 1) adds p50 {cost['p50']:+.2f} ms, p99 {cost['p99']:+.2f} ms "
+              f"to a push's answer ({data['params']['clients']} clients, loopback replica).")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every syncbridge benchmark, one after the other (about 10 minutes on 2 cores); each prints its
 # numbers and writes bench/results/<name>.json (and appends to bench/results/history.jsonl).
-# Loopback only. Usage: bench/run_all.sh [name ...]   names: receiver slow sweep profile latency coalesce inflight memory
+# Loopback only. Usage: bench/run_all.sh [name ...]
+#   names: receiver slow sweep profile latency coalesce inflight memory recovery replicas
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ for tool in wrk webhook; do
 done
 "$PY" -c 'import psutil' 2>/dev/null && [[ -x "$(dirname "$PY")/py-spy" ]] || "$PY" -m pip install --quiet -r bench/requirements.txt
 
-all=(receiver slow sweep profile latency coalesce inflight memory)
+all=(receiver slow sweep profile latency coalesce inflight memory recovery replicas)
 if [[ $# -gt 0 ]]; then selected=("$@"); else selected=("${all[@]}"); fi
 for name in "${selected[@]}"; do
   echo "=== $name ($(date -u +%H:%M:%S), load average $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -25,6 +26,8 @@ for name in "${selected[@]}"; do
     coalesce) "$PY" -m bench.coalesce ;;
     inflight) "$PY" -m bench.inflight ;;
     memory)   "$PY" -m bench.memory ;;
+    recovery) "$PY" -m bench.recovery ;;
+    replicas) "$PY" -m bench.replicas ;;
     *) echo "unknown benchmark $name (one of: ${all[*]})" >&2; exit 2 ;;
   esac
 done

@@ -46,13 +46,17 @@ class EmbeddedRedis:
     """One password-protected redis-server on 127.0.0.1, persisting to ``data_dir`` (AOF unless disabled).
 
     The password is drawn once per object, so a restart (``stop``, ``start``) keeps ``url`` valid.
+    With ``replica_of``, the server replicates that one and shares its password (what the tests and
+    benchmarks of replicated Redis start: a failover, ``SYNCBRIDGE_REDIS_REPLICAS``).
     """
 
-    def __init__(self, data_dir: str | Path, port: int | None = None, appendonly: bool = True):
+    def __init__(self, data_dir: str | Path, port: int | None = None, appendonly: bool = True,
+                 replica_of: EmbeddedRedis | None = None):
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
-        self.password = secrets.token_hex(32)
+        self.replica_of = replica_of
+        self.password = replica_of.password if replica_of else secrets.token_hex(32)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,6 +78,7 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir), "--save", "",
             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
             "--logfile", str(self.data_dir / "redis.log"), "--daemonize", "no",
+            *(["--replicaof", "127.0.0.1", str(self.replica_of.port)] if self.replica_of else []),
         ]
         # A session of its own: a Ctrl-C meant for its owner (``syncbridge run``) must not stop Redis
         # before the processes that still talk to it; the owner stops it last.
@@ -81,7 +86,8 @@ class EmbeddedRedis:
                                         stderr=subprocess.DEVNULL, start_new_session=True)
         assert self.process.stdin is not None
         with suppress(BrokenPipeError), self.process.stdin as config:  # a server that died is reported below
-            config.write(f"requirepass {self.password}\n".encode())
+            # masterauth too: a replica authenticates to its primary, and any server may become one
+            config.write(f"requirepass {self.password}\nmasterauth {self.password}\n".encode())
         client = Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout
         while True:

@@ -40,17 +40,18 @@ from rq.utils import now, utcformat
 
 from bridge import metrics, store
 from bridge.config import TargetBase
+from bridge.connection import replicas, run_script
 from bridge.events import RefUpdate
 from bridge.mirrors import MirrorKeys
+from bridge.queues import NOTIFY_QUEUE_NAME as NOTIFY_QUEUE_NAME  # re-exported: the names' old home
+from bridge.queues import QUEUE_NAME
 from bridge.routing import Match
 
-QUEUE_NAME = "syncbridge"
-NOTIFY_QUEUE_NAME = "syncbridge-notify"  # its own queue: a slow chat service never delays a sync
 SYNC_FUNCTION = "workers.jobs.sync"
 FAILURE_CALLBACK = "workers.jobs.on_failure"
 # One execution makes one provider call, bounded by the target's request_timeout; RQ's own limit
-# sits just above it. It also sets how soon a killed worker's job is recovered: RQ declares it
-# abandoned 60 s after this limit (SimpleWorker's heartbeat TTL is the job timeout + 60 s).
+# sits just above it. (A killed worker's job does not wait for it: workers.recovery requeues it
+# as soon as the worker's key is gone.)
 EXECUTION_MARGIN = 10
 # A worker that dies mid-execution leaves the job abandoned; RQ requeues it this many times.
 ABANDONED_RETRIES = Retry(max=3, interval=[5, 15, 30])
@@ -215,6 +216,7 @@ class Enqueuer:
                       store.ACTIVE_KEY]
         self._failed_registry = FailedJobRegistry(queue=self.queue).key
         self.mirrors = MirrorKeys()
+        self.replicas = replicas()  # SYNCBRIDGE_REDIS_REPLICAS: a delivery counts once this many replicas hold it
 
     def prepare(self, source: str, repo: str, delivery: str, matches: list[Match],
                 targets: dict[str, TargetBase], trigger: str = "push") -> Delivery:
@@ -241,9 +243,10 @@ class Enqueuer:
         return prepared
 
     def commit(self, deliveries: list[Delivery]) -> list[Receipt]:
-        """Store ``deliveries`` in one script call, in order; one receipt each."""
+        """Store ``deliveries`` in one script call, in order, and with ``replicas`` its WAIT in the same round
+        trip (``bridge.connection.NotReplicated`` when fewer replicas hold them in time); one receipt each."""
         keys, args = self.pack(deliveries)
-        return self.receipts(deliveries, self.script(keys=keys, args=args))
+        return self.receipts(deliveries, run_script(self.redis, self.script, keys, args, self.replicas))
 
     def pack(self, deliveries: list[Delivery]) -> tuple[list[Any], list[Any]]:
         """The script's keys and arguments for storing ``deliveries`` in one call, in order.

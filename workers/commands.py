@@ -1,15 +1,21 @@
-"""The worker side's subcommands: ``syncbridge worker`` and ``syncbridge check``."""
+"""The worker side's subcommands: ``syncbridge worker``, ``syncbridge check`` and ``syncbridge sweep``.
+
+Each imports what it uses when it runs: ``syncbridge worker``'s process only supervises the
+worker processes it forks, and every page it holds is counted again in each of them.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from bridge import config as config_module
-from bridge.config import ConfigError
 from bridge.logs import configure
+
+if TYPE_CHECKING:
+    from bridge.config import Config
 
 
 @click.command()
@@ -24,15 +30,34 @@ def worker(burst: bool, processes: int, health_check: bool) -> None:
     if health_check:
         _check_worker()
         return
-    from workers.context import context
+    _check_config_apart()
+    configure()
     from workers.worker import run
 
-    try:
-        context()  # the config, its secrets registered with the scrubber
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    configure()
     run(burst=burst, processes=processes)
+
+
+def _check_config_apart() -> None:
+    """Exit 1, saying why, on a config that cannot be used: before any job is taken.
+
+    The config is loaded in a forked child, so this process, which forks every worker process,
+    never holds the config's libraries (pydantic, PyYAML): each worker loads its own copy anyway.
+    """
+    child = os.fork()
+    if child == 0:  # the child reports and exits, whatever happens: it must never go on to run workers
+        status = 0
+        try:
+            from bridge import config as config_module
+
+            config_module.load()
+        except Exception as exc:  # a ConfigError names the file, the key and the reason
+            status = 1
+            click.echo(f"Error: {exc}", err=True)
+            sys.stderr.flush()
+        os._exit(status)
+    _, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status):
+        sys.exit(1)
 
 
 def _check_worker() -> None:
@@ -63,6 +88,9 @@ def _check_worker() -> None:
               "for (its mirror named after it)")
 def check(online: bool, repo: str | None) -> None:
     """Validate the config (file, key and reason for each problem); exit 1 if it is unusable."""
+    from bridge import config as config_module
+    from bridge.config import ConfigError
+
     if repo is not None and ("/" not in repo or not online):
         raise click.UsageError("--repo takes a full name (owner/name) and goes with --online")
     try:
@@ -77,7 +105,7 @@ def check(online: bool, repo: str | None) -> None:
         sys.exit(1)
 
 
-def _check_online(config: config_module.Config, repo: str | None) -> bool:
+def _check_online(config: Config, repo: str | None) -> bool:
     """One harmless read per target; a templated one only for ``repo`` (without it: said, not failed)."""
     from bridge import mirrors, redact
     from workers.providers import PROVIDERS
@@ -113,6 +141,7 @@ def _check_online(config: config_module.Config, repo: str | None) -> bool:
 def sweep(dry_run: bool) -> None:
     """One redelivery sweep of every source with an `api:` block: print what it found and did."""
     from bridge import redact
+    from bridge.config import ConfigError
     from bridge.connection import connect
     from bridge.store import Store
     from workers.context import context

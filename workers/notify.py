@@ -14,10 +14,9 @@ from __future__ import annotations
 import logging
 import os
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import apprise
 import requests
 from redis import Redis
 from rq import Queue, Retry
@@ -26,6 +25,9 @@ from bridge import metrics, redact
 from bridge.queueing import NOTIFY_QUEUE_NAME
 from bridge.store import public
 from workers.context import context
+
+if TYPE_CHECKING:
+    import apprise
 
 log = logging.getLogger("syncbridge.notify")
 RETRY = Retry(max=3, interval=[5, 30, 120])
@@ -50,6 +52,8 @@ def announce(redis: Redis, job: dict[str, Any]) -> None:
 
 def send(snapshot: dict[str, Any], index: int) -> None:
     """Deliver one notification; raise (so RQ retries) when the receiver refuses it."""
+    import apprise  # here, not above: only a process that sends a notification needs it (worker memory)
+
     ctx = context()
     url = str(ctx.config.notify[index].url)
     chat = apprise.Apprise()

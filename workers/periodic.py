@@ -28,7 +28,6 @@ from bridge.routing import Match
 from bridge.store import NEXT_RECONCILE_KEY, NEXT_SWEEP_KEY, Store, lanes_key
 from workers.context import context
 from workers.jobs import UNBOUNDED, end
-from workers.sweep import sweep_all
 
 log = logging.getLogger("syncbridge.periodic")
 TICK_ID = "syncbridge-tick"
@@ -69,6 +68,8 @@ def run_due(now: float) -> None:
     due = [name for name, source in ctx.config.sources.items()
            if source.api is not None and sweeps.get(name, 0) <= now]
     if due:
+        from workers.sweep import sweep_all  # here: only a config with an `api:` block needs GitHub's client
+
         sweep_all(ctx.config, store)
         for name in due:
             store.schedule(NEXT_SWEEP_KEY, name, now + ctx.config.sources[name].api.sweep_every)  # type: ignore[union-attr]

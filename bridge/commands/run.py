@@ -91,7 +91,7 @@ def run(host: str, port: int) -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, _interrupt)
     try:
-        if not (env.get("REDIS_TLS_URL") or env.get("REDIS_URL")):
+        if not (env.get("REDIS_TLS_URL") or env.get("REDIS_URL") or env.get("REDIS_SENTINELS")):
             data_dir = Path(env.get("SYNCBRIDGE_DATA_DIR", ".syncbridge"))
             redis = EmbeddedRedis(data_dir / "redis", port=free_port())  # named first: a Ctrl-C while it
             redis.start()                                                  # starts still stops it
