@@ -109,5 +109,5 @@ def test_metrics_count_webhooks_jobs_durations_and_queue_depth(write_config, red
     assert 'syncbridge_webhooks_received_total{outcome="accepted",source="github"} 1.0' in text
     assert 'syncbridge_webhooks_received_total{outcome="unauthorized",source="github"} 1.0' in text
     assert 'syncbridge_jobs_finished_total{status="completed",target="widgets-mesa"} 1.0' in text
-    assert 'syncbridge_sync_duration_seconds_count{provider="mesa"} 1.0' in text
+    assert 'syncbridge_sync_duration_seconds_count{provider="mesa",target="widgets-mesa"} 1.0' in text
     assert 'syncbridge_queue_depth{queue="syncbridge",state="queued"} 0.0' in text

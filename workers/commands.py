@@ -1,13 +1,18 @@
-"""The worker side's subcommands: ``syncbridge worker`` and ``syncbridge check``."""
+"""The worker side's subcommands: ``syncbridge worker``, ``check`` and ``sweep``."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, NoReturn
 
 import click
 
 from bridge import config as config_module
+from bridge.commands.jobs import json_option
 from bridge.config import ConfigError
 from bridge.logs import configure
 
@@ -59,42 +64,67 @@ def _check_worker() -> None:
 
 @click.command()
 @click.option("--online", is_flag=True, help="also make one harmless authenticated call to each target")
-def check(online: bool) -> None:
+@json_option
+def check(online: bool, as_json: bool) -> None:
     """Validate the config (file, key and reason for each problem); exit 1 if it is unusable."""
+    report: dict[str, Any] = {"ok": True, "config": None, "problems": []}
     try:
         config = config_module.load()
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
-    click.echo(f"{config.path}: OK: {len(config.sources)} sources, {len(config.targets)} targets, "
-               f"{len(config.routes)} routes")
-    if online and not _check_online(config):
+        if not as_json:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            sys.exit(1)
+        _finish(report | {"ok": False, "problems": exc.problems})
+    report.update(config=config.path, sources=len(config.sources), targets=len(config.targets),
+                  routes=len(config.routes))
+    if not as_json:
+        click.echo(f"{config.path}: OK: {len(config.sources)} sources, {len(config.targets)} targets, "
+                   f"{len(config.routes)} routes")
+    if online:
+        report["online"] = _check_online(config, say=_quiet if as_json else click.echo)
+        report["ok"] = all(target["ok"] for target in report["online"].values())
+    if as_json:
+        _finish(report)
+    if not report["ok"]:
         sys.exit(1)
 
 
-def _check_online(config: config_module.Config) -> bool:
+def _finish(report: dict[str, Any]) -> NoReturn:
+    """Print ``--json``'s one object and exit 0 if all was well, else 1."""
+    click.echo(json.dumps(report, indent=2))
+    sys.exit(0 if report["ok"] else 1)
+
+
+def _quiet(text: str) -> None:
+    """With --json, the lines are not printed: the one JSON object is."""
+
+
+def _check_online(config: config_module.Config, say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     from bridge import redact
     from workers.providers import PROVIDERS
     from workers.providers.base import Http, ProviderError
 
     redact.register(*config.secret_values())  # tokens minted by the checks register themselves
     configure()  # what a library logs meanwhile is scrubbed too
-    healthy = True
+    results: dict[str, dict[str, Any]] = {}
     for name, target in config.targets.items():
         try:
             PROVIDERS[target.provider].check(target, Http(target, target.provider))
         except ProviderError as exc:
-            healthy = False
-            click.echo(f"{name} ({target.provider}): FAILED: {redact.scrub(exc.reason)}")
+            error = redact.scrub(exc.reason)
+            results[name] = {"provider": target.provider, "ok": False, "error": error}
+            say(f"{name} ({target.provider}): FAILED: {error}")
         else:
-            click.echo(f"{name} ({target.provider}): OK")
-    return healthy
+            results[name] = {"provider": target.provider, "ok": True, "error": None}
+            say(f"{name} ({target.provider}): OK")
+    return results
 
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="only report what is missing; redeliver nothing")
-def sweep(dry_run: bool) -> None:
+@json_option
+def sweep(dry_run: bool, as_json: bool) -> None:
     """One redelivery sweep of every source with an `api:` block: print what it found and did."""
     from bridge import redact
     from bridge.connection import connect
@@ -112,6 +142,9 @@ def sweep(dry_run: bool) -> None:
     reports = sweep_all(config, Store(connect(), config.retention), dry_run=dry_run)
     if not reports:
         raise click.ClickException("another sweep is running; try again in a minute")
+    if as_json:
+        click.echo(json.dumps([redact.scrub(asdict(report)) for report in reports], indent=2))
+        sys.exit(1 if any(report.errors for report in reports) else 0)
     for report in reports:
         verb = "would redeliver" if dry_run else "redelivered"
         click.echo(f"{report.source}: {report.listed} deliveries listed, {report.found} missed, "
