@@ -66,7 +66,7 @@ def create_app(config: Config | None = None, redis: Redis | None = None) -> Flas
     redact.register(*(secret for secret in (token, metrics_token) if secret))  # never in a log line either
     enqueuer = Enqueuer(redis, config.retention)
     bridge = Bridge(config, redis, Store(redis, config.retention), enqueuer, Hooks(config, enqueuer), token,
-                    metrics_token, DeliveryLog(config))
+                    metrics_token, DeliveryLog(config, redis))
     app.extensions["syncbridge"] = bridge
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
     for blueprint in (hooks.bp, jobs.bp, deliveries.bp, health.bp, dashboard.bp, metrics.bp, pages.bp, openapi.bp):

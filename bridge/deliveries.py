@@ -7,20 +7,24 @@ value), the answer (202, 200, 401, 400, 413, 415...) and why, and the jobs the d
 joined or (a redelivery) named again.
 
 Kept in Redis, one stream per configured source (``XADD ... MAXLEN ~ KEPT``, trimmed to the
-config's ``retention`` too, and expiring after it); requests to an unknown source share one
-stream, so a scanner inventing names cannot make keys. The edge never waits for this:
-:meth:`DeliveryLog.add` appends a tuple to a bounded in-process buffer (what does not fit is
-dropped and counted), and the receiver flushes it once a second in one pipeline
-(:meth:`DeliveryLog.write`). The headers object is kept as it came, and read only then.
+config's ``retention`` too, and expiring after it), one JSON field per entry; requests to an
+unknown source share one stream, so a scanner inventing names cannot make keys. A job's page
+finds the deliveries that fed it in its source's stream (entries name their jobs), so no key
+per job is written for them.
+
+The edge never waits for this: :meth:`DeliveryLog.add` appends a tuple to a bounded in-process
+buffer (what does not fit is dropped and counted), and the receiver flushes it once a second in
+one pipeline (:meth:`DeliveryLog.write`); the headers object is kept as it came, and read only
+then.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import orjson
 from redis import Redis
 from redis.client import Pipeline
 
@@ -30,17 +34,46 @@ from bridge.events import HeaderNames
 from bridge.hooks import Accepted, Answer
 from bridge.queueing import Receipt
 from bridge.sources import SOURCES
-from bridge.store import PREFIX, iso, job_deliveries_key
+from bridge.store import PREFIX, iso
 
 KEPT = 1000  # entries per source's stream (approximately: Redis trims whole nodes)
-JOB_DELIVERIES_KEPT = 50  # per job: a job that absorbed a burst keeps the newest of its pushes
 BUFFER = 10_000  # entries one web process holds between flushes; beyond it they are dropped and counted
 MAX_ID_PART = 2**64 - 1  # each part of a stream entry id
 FIELD_MAX = 200  # characters kept of what a sender chose (user agent, delivery id, a source name)
 UNKNOWN_SOURCE_KEY = f"{PREFIX}:deliveries-unknown-source"
+_EVERY_HOST = list(dict.fromkeys(module.HEADERS for module in SOURCES.values()))  # for an unknown source
 # Seen: when, the source asked for, the request's headers, the answer, and for a stored delivery what
 # was stored and the script's receipt.
 Seen = tuple[float, str, Mapping[str, str], Answer, Accepted | None, Receipt | None]
+
+BATCH = 500  # entries per script call
+SEQUENCE_KEY = f"{PREFIX}:deliveries-sequence"
+# Stores a flush's entries: the stream of each, trimmed to its length and age, expiring after the retention.
+# Entry ids are <ms>-<n> with n from one counter for every stream, so no two streams share an id and the
+# merged listing pages exactly ("older than this id"); a clock that stepped back gets Redis's own id.
+_STORE = """
+-- KEYS[1] the sequence counter; ARGV[1] entries kept per stream, ARGV[2] the oldest entry id kept,
+-- ARGV[3] retention (s), then per entry: its stream's key, the entry (JSON)
+redis.replicate_commands()  -- Redis 6: TIME before a write
+local count = (#ARGV - 3) / 2
+local first = redis.call('INCRBY', KEYS[1], count) - count
+local time = redis.call('TIME')
+local ms = tostring(tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
+local streams = {}
+for i = 4, #ARGV, 2 do
+  first = first + 1
+  local added = redis.pcall('XADD', ARGV[i], 'MAXLEN', '~', ARGV[1], ms .. '-' .. first, 'e', ARGV[i + 1])
+  if type(added) == 'table' and added.err then
+    redis.call('XADD', ARGV[i], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
+  end
+  streams[ARGV[i]] = true
+end
+for key in pairs(streams) do
+  redis.call('XTRIM', key, 'MINID', '~', ARGV[2])
+  redis.call('EXPIRE', key, ARGV[3])
+end
+return 0
+"""
 
 VERDICTS = {
     202: "accepted",
@@ -62,7 +95,8 @@ def stream_key(source: str | None) -> str:
 class DeliveryLog:
     """The delivery log of one config: the web process's buffer, and reading the log back."""
 
-    def __init__(self, config: Config, buffer: int = BUFFER):
+    def __init__(self, config: Config, redis: Redis, buffer: int = BUFFER):
+        self._store = redis.register_script(_STORE)
         self.retention = int(config.retention)
         self.headers = {name: SOURCES[source.kind].HEADERS for name, source in config.sources.items()}
         self.limit = buffer
@@ -84,46 +118,42 @@ class DeliveryLog:
         self.pending, self.dropped = [], 0
         return taken, dropped
 
-    def write(self, pipe: Redis | Pipeline, seen: Iterable[Seen]) -> None:
-        """Queue the commands that store ``seen`` on ``pipe``: one XADD each, then trim and expiry per stream."""
-        streams = set()
-        for entry in seen:
-            known = entry[1] in self.headers
-            key = stream_key(entry[1] if known else None)
-            pipe.xadd(key, self._fields(entry), maxlen=KEPT, approximate=True)
-            streams.add(key)
-            for job_id, fed in _fed(entry):
-                pipe.rpush(job_deliveries_key(job_id), fed)
-                pipe.ltrim(job_deliveries_key(job_id), -JOB_DELIVERIES_KEPT, -1)
-                pipe.expire(job_deliveries_key(job_id), self.retention)
+    def write(self, pipe: Pipeline, seen: Iterable[Seen]) -> None:
+        """Queue on ``pipe`` the script calls that store ``seen`` (``BATCH`` entries a call, so no call
+        holds Redis long): one XADD each, then trim and expiry per stream, all inside Redis."""
+        args = [arg for entry in seen
+                for arg in (stream_key(entry[1] if entry[1] in self.headers else None), self._encode(entry))]
         oldest = f"{int((time.time() - self.retention) * 1000)}-0"
-        for key in streams:
-            pipe.xtrim(key, minid=oldest, approximate=True)
-            pipe.expire(key, self.retention)
+        for start in range(0, len(args), 2 * BATCH):
+            self._store(keys=[SEQUENCE_KEY], args=[KEPT, oldest, self.retention, *args[start:start + 2 * BATCH]],
+                        client=pipe)
 
-    def _fields(self, entry: Seen) -> dict[str, str]:
-        """One stream entry: strings only, scrubbed, what a sender chose cut to ``FIELD_MAX``."""
+    def _encode(self, entry: Seen) -> bytes:
+        """One stream entry: one JSON object, scrubbed as a whole, what a sender chose cut to ``FIELD_MAX``.
+
+        One field and one scrub per entry: the flush runs in the web process, beside the edge.
+        """
         at, source, headers, answer, accepted, receipt = entry
         names = self.headers.get(source)
-        tried = [names] if names is not None else list(dict.fromkeys(module.HEADERS for module in SOURCES.values()))
-        event = next((value for n in tried if (value := headers.get(n.event))), "")
-        delivery = receipt.delivery if receipt is not None else _first(headers, tried)
-        signed = any(headers.get(name) for n in tried for name in n.signature)
+        tried = [names] if names is not None else _EVERY_HOST
         body = answer.body
-        fields = {
-            "at": iso(at), "source": source, "event": event, "delivery": delivery or "",
-            "agent": headers.get("User-Agent") or "", "signed": "1" if signed else "0",
-            "status": str(answer.status), "outcome": _outcome(answer, receipt),
+        fields: dict[str, Any] = {
+            "at": at, "source": source[:FIELD_MAX],
+            "event": next((value for n in tried if (value := headers.get(n.event))), "")[:FIELD_MAX],
+            "delivery": (receipt.delivery if receipt is not None else _first(headers, tried))[:FIELD_MAX],
+            "agent": (headers.get("User-Agent") or "")[:FIELD_MAX],
+            "signed": any(headers.get(name) for n in tried for name in n.signature),
+            "status": answer.status, "outcome": _outcome(answer, receipt),
             "reason": str(body.get("error") or body.get("ignored") or ""),
         }
-        if accepted is not None:
-            updates = [match.update for match in accepted.matches if match.update is not None]
-            fields.update(repo=accepted.repo, ref=", ".join(dict.fromkeys(u.ref for u in updates)),
-                          after=", ".join(dict.fromkeys(u.after for u in updates)))
+        if accepted is not None:  # the refs that chose targets (Bitbucket pushes several at once)
+            updates = {match.update: None for match in accepted.matches if match.update is not None}
+            fields["repo"] = accepted.repo
+            fields["ref"] = ", ".join(update.ref for update in updates)
+            fields["after"] = ", ".join(update.after for update in updates)
         if receipt is not None:
-            fields["jobs"] = json.dumps(_jobs(accepted, receipt), separators=(",", ":"))
-        return {name: redact.scrub(value)[:FIELD_MAX] if name in _SENDERS else redact.scrub(value)
-                for name, value in fields.items()}
+            fields["jobs"] = _jobs(accepted, receipt)
+        return redact.scrub(orjson.dumps(fields).decode()).encode()
 
     def recent(self, redis: Redis, sources: Iterable[str | None], *, limit: int = 100,
                before: str | None = None, status: str | None = None) -> tuple[list[dict[str, Any]], bool]:
@@ -148,16 +178,23 @@ class DeliveryLog:
     def find(self, redis: Redis, sources: Iterable[str], delivery: str) -> list[dict[str, Any]]:
         """Every entry of ``sources`` whose delivery id is ``delivery``, newest first (a redelivery
         makes a second one)."""
+        return self._matching(redis, sources, lambda entry: entry["delivery"] == delivery)
+
+    def fed(self, redis: Redis, source: str, job_id: str) -> list[dict[str, Any]]:
+        """The deliveries of ``source`` that created or joined the job, newest first (as far back as the
+        log keeps: the newest ``KEPT`` of the source)."""
+        return self._matching(redis, [source], lambda entry: any(job["id"] == job_id and job["how"] != "redelivered"
+                                                                 for job in entry["jobs"]))
+
+    def _matching(self, redis: Redis, sources: Iterable[str], wanted: Callable[[dict[str, Any]], bool]
+                  ) -> list[dict[str, Any]]:
         keys = [stream_key(source) for source in sources]
         pipe = redis.pipeline(transaction=False)
         for key in keys:
             pipe.xrevrange(key, "+", "-")
         entries = [entry for key, found in zip(keys, pipe.execute(), strict=True) for entry in _decode(key, found)
-                   if entry["delivery"] == delivery]
+                   if wanted(entry)]
         return sorted(entries, key=_order, reverse=True)
-
-
-_SENDERS = frozenset({"source", "event", "delivery", "agent"})
 
 
 def verdict(entry: Mapping[str, Any]) -> str:
@@ -210,29 +247,13 @@ def _jobs(accepted: Accepted | None, receipt: Receipt) -> list[dict[str, str]]:
             for job_id, target, mine in zip(receipt.job_ids, accepted.targets, prepared, strict=True)]
 
 
-def _fed(entry: Seen) -> list[tuple[str, str]]:
-    """Per job a new delivery created or joined, what its page shows of that delivery (JSON)."""
-    at, source, _, _, accepted, receipt = entry
-    if accepted is None or receipt is None or receipt.seen_before:
-        return []
-    fed = []
-    for job_id, match in zip(receipt.job_ids, accepted.matches, strict=True):
-        update = match.update
-        fed.append((job_id, json.dumps(redact.scrub({
-            "at": iso(at), "source": source, "delivery": receipt.delivery, "repo": accepted.repo,
-            "ref": update.ref if update else "", "before": update.before if update else "",
-            "after": update.after if update else ""}), separators=(",", ":"))))
-    return fed
-
-
 def _decode(key: bytes | str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[dict[str, Any]]:
     decoded = []
     for entry_id, raw in entries:
-        entry: dict[str, Any] = {name.decode(): value.decode() for name, value in raw.items()}
+        entry: dict[str, Any] = orjson.loads(raw[b"e"])
         entry["id"] = entry_id.decode()
-        entry["signed"] = entry.get("signed") == "1"
-        entry["status"] = int(entry["status"])
-        entry["jobs"] = json.loads(entry["jobs"]) if entry.get("jobs") else []
+        entry["at"] = iso(entry["at"])
+        entry.setdefault("jobs", [])
         entry["known_source"] = key != UNKNOWN_SOURCE_KEY
         entry["verdict"] = verdict(entry)
         decoded.append(entry)

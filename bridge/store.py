@@ -72,15 +72,13 @@ return {'in_progress'}
 
 # Records a terminal status, frees whatever slot of its mirror the job held (running, or its lane's
 # waiting slot when it ends before it started), notes a target's last success or failure, and makes
-# the job's provider calls and deliveries live as long as the record.
+# the job's provider calls live as long as the record.
 _FINISH = """
 -- KEYS[1] job record, KEYS[2] last-success hash, KEYS[3] active set, KEYS[4] last-failure hash,
--- KEYS[5] the job's provider calls, KEYS[6] the job's deliveries; ARGV: retention, job id, key prefix,
--- then fields (k v ...)
+-- KEYS[5] the job's provider calls; ARGV: retention, job id, key prefix, then fields (k v ...)
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 redis.call('EXPIRE', KEYS[5], tonumber(ARGV[1]))
-redis.call('EXPIRE', KEYS[6], tonumber(ARGV[1]))
 redis.call('SREM', KEYS[3], ARGV[2])
 local mirror, lane, target = unpack(redis.call('HMGET', KEYS[1], 'mirror', 'lane', 'target'))
 if mirror then
@@ -153,11 +151,6 @@ def delivery_key(source: str, delivery: str) -> str:
 def calls_key(job_id: str) -> str:
     """The job's provider calls, oldest first, the last ``CALLS_KEPT`` of them (JSON each)."""
     return f"{PREFIX}:job-calls:{job_id}"
-
-
-def job_deliveries_key(job_id: str) -> str:
-    """The deliveries that created or joined the job, oldest first (JSON each; see ``bridge.deliveries``)."""
-    return f"{PREFIX}:job-deliveries:{job_id}"
 
 
 def running_key(mirror: str) -> str:
@@ -323,10 +316,6 @@ class Store:
         """The job's provider calls, oldest first."""
         return [json.loads(raw) for raw in self.redis.lrange(calls_key(job_id), 0, -1)]
 
-    def job_deliveries(self, job_id: str) -> list[dict[str, Any]]:
-        """The deliveries that created or joined the job, oldest first."""
-        return [json.loads(raw) for raw in self.redis.lrange(job_deliveries_key(job_id), 0, -1)]
-
     def activity(self) -> dict[str, dict[str, int]]:
         """Per target, its jobs not yet ended: ``queued``, ``running`` (holding its mirror's running slot),
         and ``stalled`` (in progress by the record, but the slot expired: no worker has followed it since
@@ -366,7 +355,7 @@ class Store:
         values = encode({**fields, "status": status, "error": error, "finished_at": now_iso()})
         flat = [item for pair in values.items() for item in pair]
         mirror = self._finish(keys=[job_key(job_id), LAST_SUCCESS_KEY, ACTIVE_KEY, LAST_FAILURE_KEY,
-                                    calls_key(job_id), job_deliveries_key(job_id)],
+                                    calls_key(job_id)],
                               args=[self.retention, job_id, f"{PREFIX}:", *flat])
         return mirror.decode() or None
 

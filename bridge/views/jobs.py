@@ -53,10 +53,11 @@ def retry(job_id: str):
 
 def job_page(job_id: str) -> dict[str, Any]:
     """What the job's page shows: the record, its timeline, the provider's words, the deliveries."""
-    store = current().store
+    bridge = current()
     job = _job(job_id)
     stuck = _stuck(job)
-    return {"job": job, "timeline": timeline(job, store.calls(job_id)), "deliveries": store.job_deliveries(job_id),
+    fed = bridge.deliveries.fed(bridge.redis, job["source"], job_id) if job.get("source") else []
+    return {"job": job, "timeline": timeline(job, bridge.store.calls(job_id)), "deliveries": fed,
             "stuck": stuck, "retryable": job["status"] == "failed" or stuck}
 
 
