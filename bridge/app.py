@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app, jsonify
 from redis import Redis
 from redis.exceptions import RedisError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import config as config_module
@@ -85,6 +85,10 @@ def create_app(config: Config | None = None, redis: Redis | None = None) -> Flas
     def http_error(exc: HTTPException):
         if exc.response is not None:
             return exc.response
-        return jsonify(error=exc.description), exc.code
+        response = jsonify(error=exc.description)
+        response.status_code = exc.code or 500
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:  # RFC 9110: a 405 says what is allowed
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
 
     return app

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 from redis.exceptions import RedisError
 
 from bridge.app import current
@@ -24,8 +24,8 @@ PAGE_SIZE = 100
 
 def filters() -> dict[str, str]:
     """The filters this request asks for, as they appear in its URL (empty ones left out)."""
-    chosen = {"status": params.status() or "", "target": request.args.get("target", "").strip(),
-              "repo": request.args.get("repo", "").strip()}
+    chosen = {"status": params.status() or "", "target": (params.one("target") or "").strip(),
+              "repo": (params.one("repo") or "").strip()}
     return {name: value for name, value in chosen.items() if value}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, abort, jsonify
 
 from bridge.app import current
 from bridge.store import public
@@ -31,13 +31,13 @@ def index():
     """The newest deliveries first: ``?source=`` (or ``(unknown)``), ``?status=accepted|refused|<code>``,
     ``?before=<entry id>`` for the page after, ``?limit=``."""
     bridge = current()
-    source = request.args.get("source") or None
+    source = params.one("source")
     if source is not None and source != UNKNOWN and source not in bridge.config.sources:
         abort(400, description=f"no source {source!r} in the config (sources: {', '.join(bridge.config.sources)})")
-    status = request.args.get("status") or None
+    status = params.one("status")
     if status is not None and status not in VERDICTS and not STATUS_CODE.fullmatch(status):
         abort(400, description="status must be accepted, refused or an HTTP status code")
-    before = request.args.get("before") or None
+    before = params.one("before")
     if before is not None and not ENTRY_ID.fullmatch(before):
         abort(400, description="before must be an entry id (as in a listed delivery's `id`)")
     limit = min(max(params.whole_number("limit", PAGE_SIZE), 1), MAX_LIMIT)
@@ -64,7 +64,7 @@ def show(delivery: str):
     ``?source=`` their jobs are listed together (each job names its source).
     """
     bridge = current()
-    source = request.args.get("source") or None
+    source = params.one("source")
     sources = [source] if source is not None else list(bridge.config.sources)
     html = wants_html()
 

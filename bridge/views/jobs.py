@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, abort, jsonify
 
 from bridge.app import current
 from bridge.store import TERMINAL, now_iso, public
@@ -28,8 +28,8 @@ def show(job_id: str):
 @bp.get("/jobs")
 def index():
     limit = min(max(params.whole_number("limit", 50), 1), MAX_LIMIT)
-    jobs = current().store.recent(status=params.status(), target=request.args.get("target") or None,
-                                  repo=request.args.get("repo") or None, limit=limit)
+    jobs = current().store.recent(status=params.status(), target=params.one("target"), repo=params.one("repo"),
+                                  limit=limit)
     return jsonify(jobs=[public(job) for job in jobs])
 
 

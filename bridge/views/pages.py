@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from bridge.connection import problem
 from bridge.store import epoch
+from bridge.views import params
 from bridge.views.auth import public
 
 bp = Blueprint("pages", __name__)
@@ -28,7 +29,7 @@ UNITS = ((86400, "d"), (3600, "h"), (60, "min"), (1, "s"))
 
 def wants_html() -> bool:
     """Whether to answer this request with the page rather than the JSON."""
-    chosen = request.args.get("format") or None
+    chosen = params.one("format")
     if chosen is not None and chosen not in ("html", "json"):
         abort(400, description="format must be html or json")
     if chosen is not None:
