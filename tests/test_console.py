@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask.testing import FlaskClient
 from redis import Redis
 from rq.job import Job
@@ -20,11 +23,15 @@ from bridge import redact
 from bridge.app import create_app
 from bridge.config import Config
 from bridge.deliveries import KEPT, UNKNOWN_SOURCE_KEY, DeliveryLog, stream_key
+from bridge.embedded import EmbeddedRedis
 from bridge.hooks import Answer
+from bridge.limits import Limits
+from bridge.receiver import Receiver
 from bridge.store import CALLS_KEPT, Store, calls_key
 from tests.conftest import SECRET, TOKEN, github_headers, mesa_config
 from tests.driver import drive
 from tests.test_hooks import push_body
+from tests.test_reliability import until, web_process
 from tests.test_worker_mesa import faults, settings
 
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}  # what a browser sends
@@ -179,13 +186,21 @@ def test_the_delivery_log_pages_and_is_bounded_in_length_and_time(write_config: 
 
 
 def test_a_full_buffer_drops_and_counts_rather_than_grow(write_config: Callable[[str], Config], redis: Redis,
-                                                         sandbox: Any) -> None:
-    config = write_config(mesa_config(sandbox.url))
-    log = DeliveryLog(config, redis, buffer=3)
-    for n in range(5):
+                                                         redis_server: EmbeddedRedis, sandbox: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_server.url)  # the edge's own connection
+    app = create_app(write_config(mesa_config(sandbox.url)), redis)
+    receiver = Receiver(app, Limits.from_environ(), threads=1)
+    log = receiver.bridge.deliveries = DeliveryLog(receiver.bridge.config, redis, buffer=3)
+    for _ in range(5):
         log.add("github", {}, Answer(401, {"error": "no"}))
     seen, dropped = log.take()
     assert len(seen) == 3 and dropped == 2 and log.take() == ([], 0)
+    receiver._write(Counter({("github", "unauthorized"): 5}), seen, dropped)  # what the edge's flush does
+    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    assert "syncbridge_deliveries_unlogged_total 2.0" in metrics
+    assert 'syncbridge_webhooks_received_total{outcome="unauthorized",source="github"} 5.0' in metrics
+    assert redis.xlen(stream_key("github")) == 3
 
 
 def test_target_cards_say_what_a_target_does_now_and_a_failing_one_looks_failing(
@@ -291,3 +306,32 @@ def test_secrets_never_reach_the_pages(client: FlaskClient, redis: Redis, sandbo
         for headers in (HTML, {}):
             shown = client.get(url, headers=headers).get_data(as_text=True)
             assert TOKEN not in shown and SECRET not in shown, url
+
+
+def test_the_edge_logs_every_delivery_within_a_second_or_two_off_its_request_path(
+        tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis, sandbox: Any) -> None:
+    """``syncbridge web``'s event-loop edge notes each delivery in memory and writes the log once a
+    second; what it wrote is what the Flask view writes at once."""
+    config = tmp_path / "syncbridge.yml"
+    config.write_text(config_text(sandbox).replace("\n        ", "\n"))
+    with web_process(config, redis_server.url, tmp_path / "web.log", SYNCBRIDGE_MAX_BODY_BYTES="4096") as (url, _):
+        body = push_body(after="e" * 40)
+        post = lambda path, headers, data=body: requests.post(f"{url}{path}", data=data, headers=headers,  # noqa: E731
+                                                              timeout=5)
+        accepted = post("/hooks/github", github_headers(body, delivery="edge-1")).json()
+        assert post("/hooks/github", github_headers(body, delivery="edge-2", secret="wrong-secret-0123")).status_code \
+            == 401
+        assert post("/hooks/github", github_headers(b"x" * 5000, delivery="edge-3"), b"x" * 5000).status_code == 413
+        assert post("/hooks/gihub", github_headers(body, delivery="edge-4")).status_code == 404
+        logged = until(lambda: (d := requests.get(f"{url}/deliveries", timeout=5).json()["deliveries"])
+                       and len(d) == 4 and d, 10, what="four deliveries in the log")
+        verdicts = {entry["delivery"]: (entry["status"], entry["verdict"]) for entry in logged}
+        assert verdicts == {"edge-1": (202, "accepted: 1 job queued"),
+                            "edge-2": (401, "received, signature did not match"),
+                            "edge-3": (413, "refused: the body is over the size limit"),
+                            "edge-4": (404, "unknown source: no `sources:` entry has this name")}
+        job_id = accepted["jobs"][0]["id"]
+        page = requests.get(f"{url}/jobs/{job_id}", headers=HTML, timeout=5).text
+        assert "edge-1" in page.split("Deliveries that fed it")[1]
+        metrics = requests.get(f"{url}/metrics", timeout=5).text
+        assert 'syncbridge_webhooks_received_total{outcome="unauthorized",source="github"} 1.0' in metrics
