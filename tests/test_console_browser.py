@@ -46,10 +46,10 @@ def push(base: str, delivery: str, after: str, secret: str = SECRET) -> requests
 
 @pytest.fixture
 def console(write_config: Callable[[str], Config], redis: Redis, sandbox: Any,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str, dict[str, str]]]:
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, str]]]:
     """A bridge with a token, holding a completed job, a failed one and a refused delivery.
 
-    Yields the URL with credentials (as an operator types it), the plain URL, and the jobs by outcome.
+    Yields the URL with credentials (as an operator types it) and the jobs by outcome.
     """
     monkeypatch.setenv("SYNCBRIDGE_API_TOKEN", TOKEN)
     port, stop = serve(create_app(write_config(mesa_config(sandbox.url)), redis))
@@ -61,7 +61,7 @@ def console(write_config: Callable[[str], Config], redis: Redis, sandbox: Any,
     failed = push(base, "ui-failed", "b" * 40).json()["jobs"][0]["id"]
     drive(redis)
     assert push(base, "ui-forged", "c" * 40, secret="not-the-hosts-secret").status_code == 401
-    yield f"http://ops:{TOKEN}@127.0.0.1:{port}/", f"{base}/", {"completed": completed, "failed": failed}
+    yield f"http://ops:{TOKEN}@127.0.0.1:{port}/", {"completed": completed, "failed": failed}
     stop()
 
 
@@ -82,8 +82,8 @@ def screenshot(tab: Tab, path: Path) -> None:
 
 
 def test_the_dashboard_keeps_refreshing_when_opened_with_the_token_in_the_url(
-        console: tuple[str, str, dict[str, str]], tmp_path: Path) -> None:
-    with_credentials, _, jobs = console
+        console: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    with_credentials, jobs = console
     with Chromium(tmp_path / "profile") as browser:
         tab = browser.tab()
         tab.navigate(with_credentials)
@@ -101,9 +101,9 @@ def test_the_dashboard_keeps_refreshing_when_opened_with_the_token_in_the_url(
         screenshot(tab, tmp_path / "dashboard.png")
 
 
-def test_filters_live_in_the_url_and_survive_refreshes_and_reloads(console: tuple[str, str, dict[str, str]],
+def test_filters_live_in_the_url_and_survive_refreshes_and_reloads(console: tuple[str, dict[str, str]],
                                                                    tmp_path: Path) -> None:
-    with_credentials, _, jobs = console
+    with_credentials, jobs = console
     rows = "[...document.querySelectorAll('#jobs tr[data-id]')].map((row) => row.dataset.id)"
     with Chromium(tmp_path / "profile") as browser:
         tab = browser.tab()
@@ -114,7 +114,8 @@ def test_filters_live_in_the_url_and_survive_refreshes_and_reloads(console: tupl
         assert tab.evaluate("location.search") == "?status=failed"
         # Typing a filter puts it in the URL and filters the list; any part of the name matches.
         tab.evaluate("""(() => { const field = document.querySelector('input[name=target]');
-                                 field.value = 'MESA'; field.dispatchEvent(new Event('input', {bubbles: true})); })()""")
+                                 field.value = 'MESA';
+                                 field.dispatchEvent(new Event('input', {bubbles: true})); })()""")
         tab.wait_for("location.search === '?status=failed&target=MESA'")
         refreshes(tab, 1)
         assert tab.evaluate(rows) == [jobs["failed"]]
@@ -128,8 +129,8 @@ def test_filters_live_in_the_url_and_survive_refreshes_and_reloads(console: tupl
 
 
 def test_a_failed_job_is_retried_from_its_page_which_follows_it_to_the_end(
-        console: tuple[str, str, dict[str, str]], redis: Redis, tmp_path: Path) -> None:
-    with_credentials, plain, jobs = console
+        console: tuple[str, dict[str, str]], redis: Redis, tmp_path: Path) -> None:
+    with_credentials, jobs = console
     failed = jobs["failed"]
     with Chromium(tmp_path / "profile") as browser:
         tab = browser.tab()
@@ -154,8 +155,8 @@ def test_a_failed_job_is_retried_from_its_page_which_follows_it_to_the_end(
 
 
 def test_pages_read_without_javascript_and_the_delivery_log_shows_a_wrong_secret(
-        console: tuple[str, str, dict[str, str]], tmp_path: Path) -> None:
-    with_credentials, _, jobs = console
+        console: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    with_credentials, jobs = console
     with Chromium(tmp_path / "profile") as browser:
         tab = browser.tab()
         tab.send("Emulation.setScriptExecutionDisabled", value=True)
