@@ -44,10 +44,15 @@ def retry(job_id: str):
         return jsonify(error=f"target {job['target']!r} is no longer in the config"), 409
     if _stuck(job):  # what the periodic tick would do within 15 s, done now: end it, so it can run again
         bridge.store.finish(job_id, "failed", error=STUCK)
+        job = _job(job_id)
     refused = bridge.enqueuer.requeue(job_id, target.request_timeout)
     if refused is not None:
         return jsonify(error=f"job {job_id} is {refused}; only a failed job (or a stuck one) can be retried"), 409
-    bridge.store.record_call(job_id, {"at": now_iso(), "kind": "retry"})
+    # The run that failed keeps its place in the timeline: the record now describes the new run.
+    for kind, at, error in (("started", job.get("started_at"), None), ("failed", job.get("finished_at"), job["error"]),
+                            ("retry", now_iso(), None)):
+        if at:
+            bridge.store.record_call(job_id, {"at": at, "kind": kind, "error": error})
     return jsonify(public(bridge.store.get(job_id) or {})), 202
 
 
@@ -63,10 +68,12 @@ def job_page(job_id: str) -> dict[str, Any]:
 
 def timeline(job: dict[str, Any], calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The job's life in order: queued, started, each provider call (and retry), ended."""
-    events = [{"at": job["created_at"], "kind": "queued", "detail": f"by a {job.get('trigger') or 'push'}"}]
+    events = [{"at": job["created_at"], "kind": "queued", "detail": "by a push" if job.get("delivery") else
+               "by a reconcile"}]
     if job.get("started_at"):
         events.append({"at": job["started_at"], "kind": "started", "detail": "a worker took it"})
-    events += [{**call, "detail": call.get("word") or call.get("error") or ""} for call in calls]
+    events += [{**call, "detail": call.get("word") or call.get("error") or
+                ("by an operator" if call["kind"] == "retry" else "")} for call in calls]
     if job.get("finished_at"):
         events.append({"at": job["finished_at"], "kind": job["status"], "detail": job.get("error") or ""})
     return sorted(events, key=lambda event: event["at"] or "")
