@@ -228,7 +228,10 @@ class Receiver:
             seen, dropped = self.bridge.deliveries.take()
             if self.rejected or seen or dropped:
                 counts, self.rejected = self.rejected, Counter()
-                await loop.run_in_executor(self.threads, self._write, counts, seen, dropped)
+                try:
+                    await loop.run_in_executor(self.threads, self._write, counts, seen, dropped)
+                except Exception:  # a bug here must not end the loop: the next second is written as usual
+                    log.exception("the delivery log and counts of the last second were not written")
 
     def _write(self, rejected: Counter[tuple[str, str]], seen: list[Seen], dropped: int) -> None:
         pipe = self.bridge.redis.pipeline(transaction=False)
@@ -241,6 +244,7 @@ class Receiver:
             pipe.execute()
         except RedisError as exc:  # the counts and the log are lost for this second; the answers were not
             log.debug("delivery log and counts not written: %s", exc)
+
 
 def _respond(proto: Any, answer: Answer) -> None:
     proto.response_bytes(answer.status, [("Content-Type", "application/json"), *answer.headers],
