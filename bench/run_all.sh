@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every syncbridge benchmark, one after the other (about 10 minutes on 2 cores); each prints its
 # numbers and writes bench/results/<name>.json (and appends to bench/results/history.jsonl).
-# Loopback only. Usage: bench/run_all.sh [name ...]   names: receiver sweep profile latency coalesce inflight memory
+# Loopback only. Usage: bench/run_all.sh [name ...]   names: receiver slow sweep profile latency coalesce inflight memory
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -12,12 +12,13 @@ for tool in wrk webhook; do
 done
 "$PY" -c 'import psutil' 2>/dev/null && [[ -x "$(dirname "$PY")/py-spy" ]] || "$PY" -m pip install --quiet -r bench/requirements.txt
 
-all=(receiver sweep profile latency coalesce inflight memory)
+all=(receiver slow sweep profile latency coalesce inflight memory)
 if [[ $# -gt 0 ]]; then selected=("$@"); else selected=("${all[@]}"); fi
 for name in "${selected[@]}"; do
   echo "=== $name ($(date -u +%H:%M:%S), load average $(cut -d' ' -f1-3 /proc/loadavg))"
   case "$name" in
     receiver) "$PY" -m bench.receiver ;;
+    slow)     "$PY" -m bench.slow_clients ;;
     sweep)    "$PY" -m bench.receiver --sweep ;;
     profile)  "$PY" -m bench.profile_receiver ;;
     latency)  "$PY" -m bench.latency ;;

@@ -162,8 +162,12 @@ class Receiver:
         if isinstance(raw, Answer):
             return _respond(proto, raw)
         environ = wsgi_threads.environ(scope, raw)
-        status, headers, content = await asyncio.get_running_loop().run_in_executor(
-            self.threads, wsgi_threads.run, self.app, environ)
+        try:
+            status, headers, content = await asyncio.get_running_loop().run_in_executor(
+                self.threads, wsgi_threads.run, self.app, environ)
+        except Exception:  # Flask answers its own errors; this is the glue failing
+            log.exception("%s %s failed", scope.method, scope.path)
+            return _respond(proto, Answer(500, {"error": "internal error"}))
         proto.response_bytes(status, headers, content)
 
     async def _read(self, scope: Any, proto: Any, limit: int, body: _Body) -> bytes | Answer:
