@@ -14,6 +14,8 @@ from bridge.views.pages import page, wants_html
 
 bp = Blueprint("jobs", __name__)
 MAX_LIMIT = 500
+# Within one millisecond, what happens first in a job's life: a call can share its start's timestamp.
+ORDER = {"queued": 0, "started": 1, "completed": 3, "failed": 3, "retry": 4}
 STUCK = ("stuck: RQ can no longer run it (its RQ job was deleted, cancelled or ended outside syncbridge); "
          "retried by an operator")
 
@@ -76,7 +78,7 @@ def timeline(job: dict[str, Any], calls: list[dict[str, Any]]) -> list[dict[str,
                 ("by an operator" if call["kind"] == "retry" else "")} for call in calls]
     if job.get("finished_at"):
         events.append({"at": job["finished_at"], "kind": job["status"], "detail": job.get("error") or ""})
-    return sorted(events, key=lambda event: event["at"] or "")
+    return sorted(events, key=lambda event: (event["at"] or "", ORDER.get(event["kind"], 2)))
 
 
 def _job(job_id: str) -> dict[str, Any]:
