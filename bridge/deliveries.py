@@ -78,7 +78,7 @@ return 0
 VERDICTS = {
     202: "accepted",
     400: "refused: not a push this host sends",
-    404: "unknown source: no `sources:` entry has this name",
+    404: "unknown source: the config has no source of this name",
     408: "the body did not arrive in time",
     413: "refused: the body is over the size limit",
     415: "refused: a content type or encoding this host never sends",

@@ -331,7 +331,7 @@ def test_the_edge_logs_every_delivery_within_a_second_or_two_off_its_request_pat
         assert verdicts == {"edge-1": (202, "accepted: 1 job queued"),
                             "edge-2": (401, "received, signature did not match"),
                             "edge-3": (413, "refused: the body is over the size limit"),
-                            "edge-4": (404, "unknown source: no `sources:` entry has this name")}
+                            "edge-4": (404, "unknown source: the config has no source of this name")}
         job_id = accepted["jobs"][0]["id"]
         page = requests.get(f"{url}/jobs/{job_id}", headers=HTML, timeout=5).text
         assert "edge-1" in page.split("Deliveries that fed it")[1]
