@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
 from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -44,6 +46,14 @@ loader for seconds and hundreds of MB."""
 DEMO_PATH = Path(__file__).with_name("demo.yml")
 SOURCE_KINDS = ("github", "gitlab", "gitea", "forgejo", "bitbucket-server", "bitbucket-cloud")
 JOB_STATES = ("queued", "in_progress", "completed", "failed")
+PLACEHOLDERS = ("owner", "name", "repo")
+"""What a templated target's mirror name may hold: the pushed repository's owner (everything before
+the last ``/``: a GitLab ``group/sub``), its name (the last segment) and its full name."""
+MIRROR_FIELDS = ("org", "project", "repository", "repo")
+"""The fields that name a target's mirror, in the order they make its name (``org/repo``,
+``project/repository``): the only ones where placeholders are replaced."""
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_SECRET_KEYS = frozenset({"token", "password", "secret", "secrets"})
 
 
 class _Loader(yaml.SafeLoader):
@@ -70,6 +80,11 @@ class ConfigError(Exception):
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _header_safe(secret: bytes) -> bool:
+    """Printable ASCII: what a header value can carry through any HTTP server unchanged."""
+    return all(0x20 <= byte < 0x7F for byte in secret)
+
+
 def _long_enough(secret: SecretStr) -> SecretStr:
     """A webhook secret short enough to guess lets anyone forge pushes ("" is "no secret": said elsewhere)."""
     if 0 < len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
@@ -84,6 +99,39 @@ def _existing_file(path: str) -> str:
         where = "" if Path(path).is_absolute() else f" (relative to {Path.cwd()})"
         raise ValueError(f"no such file: {path}{where}")
     return path
+
+
+def _sample(text: str) -> str:
+    """``text`` with each placeholder filled from a sample repository, ``owner/name``: what a mirror
+    field's shape is checked on, since the pushed repository is only known per push."""
+    values = {"owner": "owner", "name": "name", "repo": "owner/name"}
+    return PLACEHOLDER.sub(lambda match: values.get(match.group(1), match.group(0)), text)
+
+
+def _shaped(pattern: str, shape: str) -> Callable[[str], str]:
+    """A validator: the value (placeholders filled with a sample) must look like ``shape``."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.match(_sample(value)):
+            raise ValueError(f"must be {shape}" + (" once its placeholders are filled" if PLACEHOLDER.search(value)
+                                                   else ""))
+        return value
+
+    return check
+
+
+def _strings(value: Any, where: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Every string in a raw config value with its path inside it; secrets are left alone."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if str(key) not in _SECRET_KEYS:
+                yield from _strings(item, (*where, str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*where, str(index)))
 
 
 WebhookSecret = Annotated[SecretStr, AfterValidator(_long_enough)]
@@ -143,6 +191,10 @@ class Source(Strict):
     def _has_secret(self) -> Source:
         if not self.secret_list():
             raise ValueError("a source needs `secret` (or `secrets` during a rotation): unsigned hooks are refused")
+        if self.kind == "gitlab" and any(not _header_safe(secret) for secret in self.secret_list()):
+            # GitLab sends a plain token as the X-Gitlab-Token header itself; HTTP servers (granian
+            # among them) drop header values with other bytes, so such a token could never match.
+            raise ValueError("a GitLab secret token travels as a header: use printable ASCII characters only")
         return self
 
     def secret_list(self) -> list[bytes]:
@@ -155,6 +207,10 @@ class Source(Strict):
 
 
 class TargetBase(Strict):
+    """What every target takes. A target whose mirror fields hold placeholders is *templated*: it
+    serves every repository its routes send it, each rendered into a mirror of its own
+    (``bridge.mirrors``); ``templated`` names those fields."""
+
     base_url: str
     timeout: Seconds = Field(default=900.0, description="longest the bridge follows one sync before failing it")
     request_timeout: Seconds = Field(default=20.0, le=120, description="longest one provider HTTP call may take")
@@ -162,6 +218,15 @@ class TargetBase(Strict):
         default=10.0, description="least time between two sync starts; pushes in between share one follow-up")
     retries: int = Field(default=5, ge=0, le=50, description="retries of a provider call that failed transiently")
     reconcile_every: Seconds | None = None
+
+    @cached_property
+    def templated(self) -> tuple[str, ...]:
+        """The mirror fields that hold placeholders; empty for a target that names one mirror.
+
+        Cached: the edge asks once per push and target, and the answer never changes.
+        """
+        return tuple(name for name in MIRROR_FIELDS if isinstance(value := getattr(self, name, None), str)
+                     and PLACEHOLDER.search(value))
 
     @field_validator("base_url")
     @classmethod
@@ -183,7 +248,7 @@ class MesaTarget(TargetBase):
 class GoogleCsrTarget(TargetBase):
     provider: Literal["google-csr"]
     base_url: str = "https://sourcerepo.googleapis.com"
-    repo: Annotated[str, Field(pattern=r"^projects/[^/]+/repos/.+$")]
+    repo: Annotated[str, AfterValidator(_shaped(r"^projects/[^/]+/repos/.+$", "projects/<project>/repos/<name>"))]
     credentials_file: ExistingFile | None = None
     token: SecretStr | None = None
 
@@ -206,13 +271,23 @@ class AzureSource(Strict):
 
 
 class AzureDevopsTarget(TargetBase):
+    """``source`` is the fork's parent; left out, the worker reads it from the fork (and keeps it)."""
+
     provider: Literal["azure-devops"]
     base_url: str = "https://dev.azure.com"
     organization: str
     project: str
     repository: str
-    source: AzureSource
+    source: AzureSource | None = None
     token: SecretStr
+
+    @model_validator(mode="after")
+    def _one_source_per_fork(self) -> AzureDevopsTarget:
+        if self.source is not None and self.templated:
+            raise ValueError(f"`source` names one parent repository, but `{self.templated[-1]}` is templated, so "
+                             "each push syncs another fork, each with its own parent: leave `source` out and the "
+                             "bridge reads each fork's parent from Azure DevOps")
+        return self
 
 
 class HuaweiIam(Strict):
@@ -224,14 +299,21 @@ class HuaweiIam(Strict):
 
 
 class CodeartsTarget(TargetBase):
+    """The repository by ``repository_id``, or by ``repository`` (``group/name``, as in its clone URL),
+    whose id the worker asks CodeArts for once and keeps."""
+
     provider: Literal["codearts"]
-    repository_id: int | str
+    repository_id: int | str | None = None
+    repository: Annotated[str, AfterValidator(_shaped(r"^[^/\s]+(/[^/\s]+)*/[^/\s]+$", "<group>/<name>"))] \
+        | None = None
     token: SecretStr | None = None
     iam: HuaweiIam | None = None
     force_fetch: bool = False
     endpoint_uuid: str | None = None
 
     _one_credential = model_validator(mode="after")(lambda self: _exactly_one(self, "token", "iam"))
+    _one_repository = model_validator(mode="after")(
+        lambda self: _exactly_one(self, "repository_id", "repository (group/name)"))
 
 
 class GitlabMirrorTarget(TargetBase):
@@ -245,7 +327,7 @@ class GitlabMirrorTarget(TargetBase):
 
 class GiteaMirrorTarget(TargetBase):
     provider: Literal["gitea-mirror"]
-    repo: Annotated[str, Field(pattern=r"^[^/\s]+/[^/\s]+$")]
+    repo: Annotated[str, AfterValidator(_shaped(r"^[^/\s]+/[^/\s]+$", "<owner>/<name>"))]
     token: SecretStr
 
 
@@ -260,6 +342,50 @@ Target = Annotated[
     Field(discriminator="provider"),
 ]
 PROVIDERS = ("google-csr", "bitbucket-dc", "azure-devops", "mesa", "codearts", "gitlab-mirror", "gitea-mirror")
+
+
+TARGET_MODELS: dict[str, type[TargetBase]] = {
+    get_args(model.model_fields["provider"].annotation)[0]: model for model in get_args(get_args(Target)[0])}
+# Why a placeholder cannot go in a provider's field, and the way out; any other field gets _NOT_A_MIRROR_FIELD.
+_UNTEMPLATABLE = {
+    ("azure-devops", "source"): "Azure DevOps' GUIDs cannot be derived from a repository name; leave `source` out "
+                                "and the bridge reads each fork's parent from Azure DevOps",
+    ("codearts", "repository_id"): "it is CodeArts' numeric id, which no name renders to: write "
+                                   "`repository: {owner}/{name}` instead, and the bridge asks CodeArts for the id",
+}
+_NOT_A_MIRROR_FIELD = "placeholders are filled only in the fields that name the mirror (here: {fields})"
+
+
+def _placeholder_problems(targets: Any) -> list[tuple[str, str]]:
+    """Placeholders the bridge cannot fill, by key: an unknown one in a mirror field, and any in another field.
+
+    Checked on the raw mapping, apart from the models, so that the key names the very value
+    (``targets.t.source.project_id``) and every target's mistakes show at once.
+    """
+    problems: list[tuple[str, str]] = []
+    for name, raw in targets.items() if isinstance(targets, dict) else ():
+        if not isinstance(raw, dict):
+            continue
+        provider = raw.get("provider")
+        model = TARGET_MODELS.get(provider) if isinstance(provider, str) else None
+        if model is None:  # an unknown provider is reported as such: which fields it names is unknown
+            continue
+        mirror_fields = [field for field in MIRROR_FIELDS if field in model.model_fields]
+        for where, text in _strings(raw, ()):
+            found = PLACEHOLDER.findall(text)
+            known = [placeholder for placeholder in found if placeholder in PLACEHOLDERS]
+            unknown = [placeholder for placeholder in found if placeholder not in PLACEHOLDERS]
+            key, field = ".".join(("targets", str(name), *where)), where[0]
+            if field not in model.model_fields:  # an unknown key: said as such
+                continue
+            if field in mirror_fields and unknown:
+                problems.append((key, f"unknown placeholder {{{unknown[0]}}}: a mirror's name takes "
+                                      "{owner}, {name} or {repo}"))
+            elif field not in mirror_fields and known:
+                reason = _UNTEMPLATABLE.get((provider, field),
+                                            _NOT_A_MIRROR_FIELD.format(fields=", ".join(mirror_fields)))
+                problems.append((key, f"{{{known[0]}}} cannot be filled here: {reason}"))
+    return problems
 
 
 # --- routes and notify -----------------------------------------------------------------------
@@ -405,7 +531,7 @@ def parse(text: str, name: str, env: dict[str, str]) -> Config:
         raise ConfigError([f"{name}: the top level must be a mapping with sources, targets and routes"])
     missing: dict[str, str] = {}
     data = _interpolate(raw, env, (), missing)
-    problems = list(missing.items())
+    problems = list(missing.items()) + _placeholder_problems(data.get("targets"))
     try:
         config = Config.model_validate({**data, "path": name})
     except ValidationError as exc:

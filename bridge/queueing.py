@@ -4,8 +4,9 @@ One Lua script stores a batch of deliveries (see ``bridge.group_commit``), in ar
 
 1. a delivery id its source sent before returns the jobs it made (a redelivery does no new work);
    ids are kept per source, since a host's ids are unique on that host only;
-2. per target, a job still *waiting* in the queue in the same *lane* (the same mirror, source,
-   repository and ref filter) absorbs the push (its ref, sha and delivery move to the newest push)
+2. per target, a job still *waiting* in the queue in the same *lane* (the same mirror: a templated
+   target's, rendered from the repository by ``bridge.mirrors``; the same source, repository
+   and ref filter) absorbs the push (its ref, sha and delivery move to the newest push)
    instead of queueing a second sync; once a worker starts a job the slot is freed
    (``Store.start``), so a push during a running sync queues exactly one follow-up, which starts
    after that push arrived and so covers it. A waiting job RQ can no longer run (deleted or
@@ -40,6 +41,7 @@ from rq.utils import now, utcformat
 from bridge import metrics, store
 from bridge.config import TargetBase
 from bridge.events import RefUpdate
+from bridge.mirrors import MirrorKeys
 from bridge.routing import Match
 
 QUEUE_NAME = "syncbridge"
@@ -212,6 +214,7 @@ class Enqueuer:
         self._keys = [store.INDEX_KEY, self.queue.key, Queue.redis_queues_keys, metrics.key("webhooks_received"),
                       store.ACTIVE_KEY]
         self._failed_registry = FailedJobRegistry(queue=self.queue).key
+        self.mirrors = MirrorKeys()
 
     def prepare(self, source: str, repo: str, delivery: str, matches: list[Match],
                 targets: dict[str, TargetBase], trigger: str = "push") -> Delivery:
@@ -226,7 +229,7 @@ class Enqueuer:
         for match in matches:
             target = targets[match.target]
             job_id = os.urandom(16).hex()  # as unique as uuid4().hex, without building a UUID
-            mirror = match.target  # what the target syncs: a templated target would add its rendered name
+            mirror = self.mirrors.key(match.target, target, repo)  # a templated target's: one per repository
             digest, refs = _ref_filter(_filter_key(match.refs))
             update = match.update or _NO_UPDATE
             values = [  # in JOB_FIELDS order

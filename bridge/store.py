@@ -15,12 +15,12 @@ from typing import Any
 
 from redis import Redis
 
-from bridge import redact
+from bridge import mirrors, redact
 
 PREFIX = "syncbridge"
 TERMINAL = frozenset({"completed", "failed"})
 # Fields a user sees, in the order INTERFACE.md shows them; the rest are the worker's bookkeeping.
-PUBLIC_FIELDS = ("id", "status", "source", "repo", "ref", "after", "delivery", "target", "provider",
+PUBLIC_FIELDS = ("id", "status", "source", "repo", "ref", "after", "delivery", "target", "mirror", "provider",
                  "attempts", "created_at", "started_at", "finished_at", "remote", "trigger", "error")
 _JSON_FIELDS = frozenset({"remote", "refs", "state"})
 _INT_FIELDS = frozenset({"attempts", "pushes", "errors", "polls"})
@@ -163,6 +163,12 @@ def lanes_key(mirror: str) -> str:
     return f"{PREFIX}:lanes:{mirror}"
 
 
+def seen_key(target: str) -> str:
+    """The repositories whose pushes went through a templated target: what its reconciles sync."""
+    return f"{PREFIX}:seen:{target}"
+
+
+SEEN_LIMIT = 1000  # repositories a templated target's reconcile remembers (the most recently pushed)
 INDEX_KEY = f"{PREFIX}:jobs"
 ACTIVE_KEY = f"{PREFIX}:active"  # ids of jobs created queued and not yet ended: what the orphan check reads
 LAST_SUCCESS_KEY = f"{PREFIX}:last_success"
@@ -204,8 +210,12 @@ def decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
 
 
 def public(job: dict[str, Any]) -> dict[str, Any]:
-    """The job exactly as ``GET /jobs/<id>`` shows it: no internal bookkeeping."""
-    return {name: job.get(name) for name in PUBLIC_FIELDS}
+    """The job exactly as ``GET /jobs/<id>`` shows it: no internal bookkeeping.
+
+    ``mirror`` is the mirror a templated target synced for this job (``projects/acme/repos/widgets``),
+    read from the record's mirror key; null for a target that names one mirror.
+    """
+    return {name: job.get(name) for name in PUBLIC_FIELDS} | {"mirror": mirrors.shown(job)}
 
 
 class Store:
@@ -293,6 +303,22 @@ class Store:
     def mirror_waiting(self, mirror: str) -> bool:
         """Whether any job for ``mirror`` waits in the queue (in any of its lanes)."""
         return bool(self.redis.hlen(lanes_key(mirror)))
+
+    def note_seen(self, target: str, repo: str, limit: int = SEEN_LIMIT) -> None:
+        """Remember a push of ``repo`` through the templated ``target``: the ``limit`` most recently
+        pushed repositories are kept, each forgotten ``retention`` after its last push."""
+        now, key = time.time(), seen_key(target)
+        pipe = self.redis.pipeline()
+        pipe.zadd(key, {repo: now})
+        pipe.zremrangebyscore(key, "-inf", now - self.retention)
+        pipe.zremrangebyrank(key, 0, -limit - 1)
+        pipe.expire(key, self.retention)
+        pipe.execute()
+
+    def seen(self, target: str) -> list[str]:
+        """The repositories pushed through the templated ``target`` within ``retention``, newest first."""
+        recent = self.redis.zrevrangebyscore(seen_key(target), "+inf", time.time() - self.retention)
+        return [repo.decode() for repo in recent]
 
     def orphans(self) -> list[tuple[str, str]]:
         """Jobs queued or running by their record whose RQ job cannot run, with RQ's status ('' if gone)."""

@@ -5,10 +5,15 @@ Base URL ``{sandbox}/azure`` (the real one is ``https://dev.azure.com``). A PAT 
 client: ``203`` with an HTML sign-in page (``auth_failure: 401`` switches to the JSON 401).
 ``api-version=7.1`` is required, as on the real service. Status words:
 ``queued -> inProgress -> completed | failed | abandoned``.
+
+``GET .../git/repositories/{repository}`` answers any name as a fork (``fork: false`` makes every
+repository an original) whose ``parentRepository`` carries GUIDs derived from the fork's path:
+what a client reads to name the fork's parent in a sync request.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -21,7 +26,8 @@ PREFIX = "/azure"
 API_VERSION = "7.1"
 blueprint = Blueprint(NAME, __name__, url_prefix=PREFIX)
 
-_BASE = "/<organization>/<project>/_apis/git/repositories/<repository>/forkSyncRequests"
+_REPOSITORY = "/<organization>/<project>/_apis/git/repositories/<repository>"
+_BASE = _REPOSITORY + "/forkSyncRequests"
 _STEPS = ["Queued", "Fetching refs from the source repository", "Updating refs in the target repository",
           "Completed"]
 _TYPE_KEYS = {400: "ArgumentException", 401: "UnauthorizedRequestException",
@@ -104,6 +110,29 @@ def list_requests(organization: str, project: str, repository: str) -> Response:
     with st.lock:
         docs = [_request_doc(op) for op in st.history(NAME, f"{organization}/{project}/{repository}")]
     return _answer({"count": len(docs), "value": docs})
+
+
+@blueprint.get(_REPOSITORY)
+def repository(organization: str, project: str, repository: str) -> Response:
+    """A GitRepository: the fork, with its parent's GitRepositoryRef (collection, project, id)."""
+    _require_version()
+    path = f"{organization}/{project}/{repository}"
+    doc: dict[str, Any] = {"id": _guid("repository", path), "name": repository, "defaultBranch": "refs/heads/main",
+                           "project": {"id": _guid("project", f"{organization}/{project}"), "name": project,
+                                       "state": "wellFormed"},
+                           "url": request.base_url, "isFork": state().settings(NAME)["fork"]}
+    if doc["isFork"]:
+        doc["parentRepository"] = {
+            "id": _guid("parent", path), "name": repository, "isFork": False,
+            "project": {"id": _guid("parent-project", path), "name": f"{project}-upstream"},
+            "collection": {"id": _guid("collection", organization), "name": organization},
+        }
+    return _answer(doc)
+
+
+def _guid(kind: str, path: str) -> str:
+    """A GUID that is the same for the same thing on every request (and every sandbox)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox:azure-devops:{kind}:{path}"))
 
 
 def _require_version() -> None:

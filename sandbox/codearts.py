@@ -5,7 +5,8 @@ Base URL ``{sandbox}/codearts``. ``POST /v4/repositories/{id}/remote-mirror`` an
 ``update_status`` goes ``scheduled -> started -> finished | failed`` (words unconfirmed
 upstream; these are the ones CONTRACTS.md expects). ``X-Auth-Token`` takes the static
 credential or a token from ``POST /iam/v3/auth/tokens`` (password identity scoped to a
-project; the token comes back in ``X-Subject-Token`` with a 201).
+project; the token comes back in ``X-Subject-Token`` with a 201). ``GET /v1/repositories/repoid``
+gives any ``group_name``/``repository_name`` an id of its own, the same every time it is asked.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import base64
 import binascii
 import time
 import uuid
+import zlib
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -86,6 +88,15 @@ def iam_token() -> Response:
         "roles": [{"name": "te_admin", "id": "0"}], "catalog": [],
     }}
     return json_response(document, 201, headers={"X-Subject-Token": minted.token})
+
+
+@blueprint.get("/v1/repositories/repoid")
+def repoid() -> Response:
+    """The id of the repository named by group and name: every name exists here, each with an id of its own."""
+    group, name = request.args.get("group_name"), request.args.get("repository_name")
+    if not group or not name:
+        raise Refusal(400, "group_name and repository_name are required.")
+    return json_response({"result": zlib.crc32(f"{group}/{name}".encode()) % _MAX_ID or 1, "status": "success"})
 
 
 @blueprint.post("/v4/repositories/<repository_id>/remote-mirror")

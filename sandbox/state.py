@@ -47,7 +47,7 @@ PROVIDER_DEFAULTS: dict[str, dict[str, Any]] = {
         "available": True, "ahead_refs": [], "diverged_refs": [], "orphaned_refs": [],
         "synchronize": 204, "resync_enabled": True,
     },
-    "azure-devops": {"auth_failure": 203},
+    "azure-devops": {"auth_failure": 203, "fork": True},
     "codearts": {"token_lifetime": 86400},
     "gitlab-mirror": {"min_interval": 0.0, "mirror": True, "paused": False, "trigger_status": 200},
     "gitea-mirror": {"mirror": True},
@@ -392,7 +392,7 @@ _VALIDATORS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "refs": (_mesa_refs, "a list of {name, before, after, outcome}"),
     **dict.fromkeys(("ahead_refs", "diverged_refs", "orphaned_refs"),
                     (_ref_ids, "a list of ref ids such as refs/heads/main")),
-    **dict.fromkeys(("pollable", "available", "resync_enabled", "mirror", "paused"),
+    **dict.fromkeys(("pollable", "available", "resync_enabled", "mirror", "paused", "fork"),
                     (_flag, "true or false")),
 }
 

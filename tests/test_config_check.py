@@ -126,6 +126,14 @@ def test_webhook_secrets_shorter_than_16_characters_are_refused(tmp_path: Path) 
     assert "short" not in "".join(problems(tmp_path, text, OLD="short")).replace("too short", "")
 
 
+def test_a_gitlab_token_that_no_header_can_carry_is_refused(tmp_path: Path) -> None:
+    """GitLab sends its plain token as a header; a server drops a value with non-ASCII bytes, so the
+    token could never match: a config error, not a 401 on every push."""
+    text = GOOD.replace("sources:\n", "sources:\n  gl: {kind: gitlab, secret: pässwörd-of-sixteen-chars}\n")
+    assert problems(tmp_path, text) == [
+        ": sources.gl: a GitLab secret token travels as a header: use printable ASCII characters only"]
+
+
 def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
     """370 bytes that used to take 7.3 s and 266 MB: refused while counting, nothing expanded."""
     levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'] + [

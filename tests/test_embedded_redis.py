@@ -98,10 +98,10 @@ def test_syncbridge_run_keeps_its_redis_to_itself_and_needs_no_token(tmp_path: P
 
         sent = subprocess.run([sys.executable, "-m", "bridge", "send-test", "--source", "github", "--wait", "30"],
                               env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-        assert sent.returncode == 0 and "done: 7 completed, 0 failed" in sent.stdout, sent.stdout + sent.stderr
+        assert sent.returncode == 0 and "done: 8 completed, 0 failed" in sent.stdout, sent.stdout + sent.stderr
         listed = subprocess.run([sys.executable, "-m", "bridge", "jobs"], env=env, cwd=tmp_path, capture_output=True,
                                 text=True, timeout=60)  # no token anywhere: protected mode lets this machine in
-        assert listed.returncode == 0 and listed.stdout.count(" completed ") == 7, listed.stdout + listed.stderr
+        assert listed.returncode == 0 and listed.stdout.count(" completed ") == 8, listed.stdout + listed.stderr
     finally:
         run.send_signal(signal.SIGINT)
         run.wait(timeout=30)

@@ -113,7 +113,8 @@ def test_push_is_synced_through_real_processes(bridge_processes: str, sandbox: A
 
 
 def test_syncbridge_run_demo_and_send_test(tmp_path: Path) -> None:
-    """The README's promise: `syncbridge run` with no config, then `send-test` shows a completed job.
+    """The README's promise: `syncbridge run` with no config, then `send-test` shows a completed job,
+    and another acme repository reaches the demo's templated target alone.
 
     The data directory holds what an earlier run killed abruptly leaves: RQ's scheduler lock, which
     would hold back every poll until it expired (10 minutes here, longer than the test waits).
@@ -132,10 +133,16 @@ def test_syncbridge_run_demo_and_send_test(tmp_path: Path) -> None:
         sent = subprocess.run([sys.executable, "-m", "bridge", "send-test", "--source", "github", "--wait", "30"],
                               env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert sent.returncode == 0, sent.stdout + sent.stderr
-        assert "-> 202" in sent.stdout and "done: 7 completed, 0 failed" in sent.stdout, sent.stdout
+        assert "-> 202" in sent.stdout and "done: 8 completed, 0 failed" in sent.stdout, sent.stdout
         for provider in ("mesa", "google-csr", "bitbucket-dc", "azure-devops", "codearts", "gitlab-mirror",
                          "gitea-mirror"):
             assert "completed in" in sent.stdout and f"({provider}: " in sent.stdout
+        assert "(google-csr projects/acme/repos/widgets: done)" in sent.stdout  # the demo's templated target
+        other = subprocess.run([sys.executable, "-m", "bridge", "send-test", "--repo", "acme/gadgets", "--wait", "30"],
+                               env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert other.returncode == 0, other.stdout + other.stderr
+        assert "done: 1 completed, 0 failed" in other.stdout and "demo-acme-csr" in other.stdout, other.stdout
+        assert "(google-csr projects/acme/repos/gadgets: done)" in other.stdout, other.stdout
     finally:
         run.send_signal(signal.SIGINT)
         output, _ = run.communicate(timeout=30)

@@ -62,10 +62,11 @@ def test_signed_push_is_accepted_and_stored(client: FlaskClient, redis: Redis) -
     record = client.get(f"/jobs/{job['id']}").get_json()
     assert record == {**record, "status": "queued", "source": "github", "repo": "acme/widgets",
                       "ref": "refs/heads/main", "after": "a" * 40, "delivery": "d-1", "target": "widgets-mesa",
-                      "provider": "mesa", "attempts": 0, "started_at": None, "finished_at": None,
+                      "mirror": None, "provider": "mesa", "attempts": 0, "started_at": None, "finished_at": None,
                       "remote": None, "trigger": "push", "error": None}
-    assert list(record) == ["id", "status", "source", "repo", "ref", "after", "delivery", "target", "provider",
-                            "attempts", "created_at", "started_at", "finished_at", "remote", "trigger", "error"]
+    assert list(record) == ["id", "status", "source", "repo", "ref", "after", "delivery", "target", "mirror",
+                            "provider", "attempts", "created_at", "started_at", "finished_at", "remote", "trigger",
+                            "error"]
 
 
 def test_form_encoded_body_is_verified_on_its_raw_bytes(client: FlaskClient) -> None:

@@ -64,9 +64,13 @@ def _check_worker() -> None:
 
 @click.command()
 @click.option("--online", is_flag=True, help="also make one harmless authenticated call to each target")
+@click.option("--repo", metavar="OWNER/NAME", help="with --online: the repository a templated target is checked "
+              "for (its mirror named after it)")
 @json_option
-def check(online: bool, as_json: bool) -> None:
+def check(online: bool, repo: str | None, as_json: bool) -> None:
     """Validate the config (file, key and reason for each problem); exit 1 if it is unusable."""
+    if repo is not None and ("/" not in repo or not online):
+        raise click.UsageError("--repo takes a full name (owner/name) and goes with --online")
     report: dict[str, Any] = {"ok": True, "config": None, "problems": []}
     try:
         config = config_module.load()
@@ -82,8 +86,8 @@ def check(online: bool, as_json: bool) -> None:
         click.echo(f"{config.path}: OK: {len(config.sources)} sources, {len(config.targets)} targets, "
                    f"{len(config.routes)} routes")
     if online:
-        report["online"] = _check_online(config, say=_quiet if as_json else click.echo)
-        report["ok"] = all(target["ok"] for target in report["online"].values())
+        report["online"] = _check_online(config, repo, say=_quiet if as_json else click.echo)
+        report["ok"] = all(target["ok"] is not False for target in report["online"].values())
     if as_json:
         _finish(report)
     if not report["ok"]:
@@ -100,24 +104,40 @@ def _quiet(text: str) -> None:
     """With --json, the lines are not printed: the one JSON object is."""
 
 
-def _check_online(config: config_module.Config, say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
-    from bridge import redact
+def _check_online(config: config_module.Config, repo: str | None,
+                  say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """One harmless read per target; a templated one only for ``repo`` (without it: said, not failed).
+
+    Per target: ``ok`` (True, False, or None when skipped), the ``mirror`` checked, and the ``error``.
+    """
+    from bridge import mirrors, redact
     from workers.providers import PROVIDERS
     from workers.providers.base import Http, ProviderError
 
     redact.register(*config.secret_values())  # tokens minted by the checks register themselves
     configure()  # what a library logs meanwhile is scrubbed too
     results: dict[str, dict[str, Any]] = {}
-    for name, target in config.targets.items():
+    for name, configured in config.targets.items():
+        label = f"{name} ({configured.provider})"
+        result: dict[str, Any] = {"provider": configured.provider, "ok": None, "mirror": None, "error": None}
+        results[name] = result
+        if configured.templated and repo is None:
+            say(f"{label}: SKIPPED: its mirror is named after the pushed repository; "
+                "check it for one with --repo owner/name")
+            continue
         try:
+            target = mirrors.render(configured, repo or "")
+            if configured.templated:
+                result["mirror"] = mirrors.name(target)
+                label += f" {result['mirror']}"
             PROVIDERS[target.provider].check(target, Http(target, target.provider))
+        except mirrors.UnusableName as exc:
+            result.update(ok=False, error=str(exc))
         except ProviderError as exc:
-            error = redact.scrub(exc.reason)
-            results[name] = {"provider": target.provider, "ok": False, "error": error}
-            say(f"{name} ({target.provider}): FAILED: {error}")
+            result.update(ok=False, error=redact.scrub(exc.reason))
         else:
-            results[name] = {"provider": target.provider, "ok": True, "error": None}
-            say(f"{name} ({target.provider}): OK")
+            result["ok"] = True
+        say(f"{label}: OK" if result["ok"] else f"{label}: FAILED: {result['error']}")
     return results
 
 

@@ -22,7 +22,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
-from bridge import metrics
+from bridge import metrics, mirrors
 from bridge.queueing import QUEUE_NAME
 from bridge.store import TERMINAL, Store, epoch, now_iso
 from workers import notify
@@ -64,13 +64,19 @@ def _step(current: Job, job_id: str) -> Retry | None:
     job = store.get(job_id)
     if job is None or job["status"] in TERMINAL:
         return None
-    target = ctx.config.targets.get(job["target"])
-    if target is None:
+    configured = ctx.config.targets.get(job["target"])
+    if configured is None:
         raise _fail(store, job_id, f"target {job['target']!r} is no longer in the config")
+    try:
+        target = mirrors.render(configured, job["repo"] or "")  # a templated target: this repository's mirror
+    except mirrors.UnusableName as exc:
+        raise _fail(store, job_id, str(exc)) from None
     if job["status"] == "queued":
         outcome, wait = store.start(job_id, target.min_interval, running_ttl=target.timeout + 300)
         if outcome == "wait":  # the mirror is busy: stay queued (later pushes join this job), ask again
             return Retry(max=UNBOUNDED, interval=[max(1, math.ceil(wait))])
+        if configured.templated and job["trigger"] == "push":  # what the target's reconciles will sync
+            store.note_seen(job["target"], job["repo"])
         job = store.get(job_id) or job
         notify.announce(store.redis, job)
     elif _elapsed(job) > target.timeout:  # e.g. every execution so far died with its worker

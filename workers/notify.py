@@ -73,9 +73,10 @@ def send(snapshot: dict[str, Any], index: int) -> None:
 
 def message(job: dict[str, Any]) -> tuple[str, str]:
     """Title and text for chat: repo, ref, short sha, target, outcome, duration, reason, link."""
-    ref = job["ref"].removeprefix("refs/heads/")
+    ref = (job["ref"] or "").removeprefix("refs/heads/")  # a reconcile has none
+    mirror = f" {job['mirror']}" if job.get("mirror") else ""  # a templated target's, named after the repository
     title = f"{EMOJI.get(job['status'], '')} {job['target']}: {job['repo']}@{ref} {job['status'].replace('_', ' ')}"
-    lines = [f"{job['repo']} {job['ref']} ({(job['after'] or '')[:7]}) → {job['target']} ({job['provider']}): "
+    lines = [f"{job['repo']} {job['ref']} ({(job['after'] or '')[:7]}) → {job['target']} ({job['provider']}{mirror}): "
              f"{job['status'].replace('_', ' ')}" + (f" in {duration(job)}" if job.get("finished_at") else "")]
     if job["status"] == "failed" and job.get("error"):
         lines.append(f"Reason: {job['error'][:500]}")

@@ -6,7 +6,8 @@ reschedules itself by returning ``rq.Retry``, like a sync that polls. Each tick 
 jobs RQ can no longer run (deleted or cancelled with RQ's own tools), then runs what is due: a
 source's sweep every ``sweep_every``, a target's reconcile every ``reconcile_every``. A
 reconcile goes through the same dedupe and coalescing as a push (its delivery key is one per
-period, and it is skipped while a sync for the target already waits), so it never doubles one.
+period and mirror, and it is skipped while a sync for the mirror already waits), so it never
+doubles one; a templated target reconciles each repository pushed through it within the retention.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rq.job import Job, JobStatus
 
 from bridge.queueing import QUEUE_NAME, Enqueuer
 from bridge.routing import Match
-from bridge.store import NEXT_RECONCILE_KEY, NEXT_SWEEP_KEY, Store
+from bridge.store import NEXT_RECONCILE_KEY, NEXT_SWEEP_KEY, Store, lanes_key
 from workers.context import context
 from workers.jobs import UNBOUNDED, end
 from workers.sweep import sweep_all
@@ -84,17 +85,39 @@ def run_due(now: float) -> None:
 
 
 def reconcile(store: Store, target: str, now: float) -> list[str]:
-    """Enqueue a reconcile sync of ``target`` unless one for it already waits; its job ids."""
-    if store.mirror_waiting(target):
-        log.info("reconcile of %s skipped: a sync already waits", target, extra={"target": target})
-        return []
+    """Enqueue a reconcile sync of ``target``'s mirror, or of each of a templated target's mirrors;
+    their job ids.
+
+    A mirror for which a sync already waits is skipped: that sync covers it. A templated target
+    names no mirror until a push fills it, so it reconciles the repositories pushed through it
+    within the retention (``Store.seen``, the most recent ``SEEN_LIMIT``), each its own job.
+    """
     config = context().config
-    period = config.targets[target].reconcile_every or 1
-    key = f"reconcile:{target}:{math.floor(now / period)}"
-    receipt = Enqueuer(store.redis, config.retention).enqueue(
-        "", "", key, [Match(target, None, None)], config.targets, trigger="reconcile")
-    log.info("reconcile of %s queued: %s", target, ",".join(receipt.job_ids), extra={"target": target})
-    return receipt.job_ids
+    settings = config.targets[target]
+    repos = store.seen(target) if settings.templated else [""]
+    if not repos:
+        log.warning("reconcile of %s: nothing to sync: it is templated (its mirror is named after the pushed "
+                    "repository) and no push went through it within the retention (%g days); each repository "
+                    "pushed from now on is reconciled too", target, config.retention / 86400, extra={"target": target})
+        return []
+    enqueuer = Enqueuer(store.redis, config.retention)
+    mirrors = [enqueuer.mirrors.key(target, settings, repo) for repo in repos]
+    pipe = store.redis.pipeline(transaction=False)
+    for mirror in mirrors:
+        pipe.hlen(lanes_key(mirror))
+    period = math.floor(now / (settings.reconcile_every or 1))
+    deliveries = []
+    for repo, mirror, waiting in zip(repos, mirrors, pipe.execute(), strict=True):
+        if waiting:
+            log.info("reconcile of %s skipped: a sync already waits", mirror, extra={"target": target})
+            continue
+        key = f"reconcile:{target}:{repo}:{period}" if repo else f"reconcile:{target}:{period}"
+        deliveries.append(enqueuer.prepare("", repo, key, [Match(target, None, None)], config.targets,
+                                           trigger="reconcile"))
+    job_ids = [job_id for receipt in enqueuer.commit(deliveries) for job_id in receipt.job_ids] if deliveries else []
+    if job_ids:
+        log.info("reconcile of %s queued: %s", target, ",".join(job_ids), extra={"target": target})
+    return job_ids
 
 
 # Why a job RQ can no longer run ended, by RQ's status of it ('' when RQ's job is gone).

@@ -111,6 +111,8 @@ def run(host: str, port: int) -> None:
         click.echo(f"\nsyncbridge is running. Send a signed test push from another terminal:\n"
                    f"  .venv/bin/syncbridge send-test{options}"
                    + (f"   (sources: {', '.join(config.sources)})" if several else "")
+                   + (f"\nAny other acme repository reaches demo-acme-csr alone, a mirror named after it:\n"
+                      f"  .venv/bin/syncbridge send-test{options} --repo acme/gadgets" if demo else "")
                    + "\nCtrl-C stops everything.")
         _wait(children)
     except KeyboardInterrupt:

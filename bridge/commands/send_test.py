@@ -126,8 +126,9 @@ def _follow(jobs: list[dict[str, Any]], wait_seconds: float, say: Callable[[str]
         job = final.get(summary["id"])
         if job is not None:
             remote = (job.get("remote") or {}).get("status")
-            say(f"  {job['target']:<20} {job['status']:<9} in {_seconds(job)}  ({job['provider']}: {remote})"
-                f"  {summary['url']}" + (f"\n    error: {job['error']}" if job.get("error") else ""))
+            mirror = f" {job['mirror']}" if job.get("mirror") else ""  # a templated target's, named after the repo
+            say(f"  {job['target']:<20} {job['status']:<9} in {_seconds(job)}  ({job['provider']}{mirror}: "
+                f"{remote})  {summary['url']}" + (f"\n    error: {job['error']}" if job.get("error") else ""))
     if len(final) < len(jobs):
         say(f"still running after {wait_seconds:.0f}s; follow with `syncbridge jobs ID`")
     return final

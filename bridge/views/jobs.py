@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, abort, jsonify
 
+from bridge import mirrors
 from bridge.app import current
 from bridge.store import TERMINAL, now_iso, public
 from bridge.views import params
@@ -64,8 +65,8 @@ def job_page(job_id: str) -> dict[str, Any]:
     job = _job(job_id)
     stuck = _stuck(job)
     fed = bridge.deliveries.fed(bridge.redis, job["source"], job_id) if job.get("source") else []
-    return {"job": job, "timeline": timeline(job, bridge.store.calls(job_id)), "deliveries": fed,
-            "stuck": stuck, "retryable": job["status"] == "failed" or stuck}
+    return {"job": job, "mirror": mirrors.shown(job), "timeline": timeline(job, bridge.store.calls(job_id)),
+            "deliveries": fed, "stuck": stuck, "retryable": job["status"] == "failed" or stuck}
 
 
 def timeline(job: dict[str, Any], calls: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,6 +5,11 @@ HTML sign-in page rather than a 401: that is an auth failure, so Permanent. Thro
 as a ``Retry-After`` header on a 200: it becomes ``Remote.retry_after``, and the next poll waits
 at least that long (429 later is Transient, like everywhere).
 
+The source. The request names the fork's parent by three GUIDs, the target's ``source``. Left
+out (as a templated target must, each fork having its own parent), they are read once per fork
+from the fork itself (``GET .../git/repositories/{repository}``: ``parentRepository``'s
+``collection.id``, ``project.id`` and ``id``) and kept for the life of the worker process.
+
 Refs. ``sourceToTargetRefs`` takes exact refs, and a route's globs cannot be sent as refs. When
 every branch and tag the route names is an exact name (and each kind is listed, ``[]`` for
 none), those refs are sent, ``refs/heads/<name>`` and ``refs/tags/<name>``, each onto itself.
@@ -30,12 +35,11 @@ API_VERSION = "7.1"
 _STATES: dict[str, State] = {"completed": "completed", "failed": "failed", "abandoned": "failed"}
 _REF_PREFIXES = {"branches": "refs/heads/", "tags": "refs/tags/"}
 _GLOB_CHARS = frozenset("*?[")
+PARENTS: dict[tuple[str, str, str, str], dict[str, str]] = {}  # per fork (base, org, project, repository)
 
 
 def trigger(target: AzureDevopsTarget, job: dict[str, Any], http: Http) -> Remote:
-    source = target.source
-    body: dict[str, Any] = {"source": {"collectionId": source.collection_id, "projectId": source.project_id,
-                                       "repositoryId": source.repository_id}}
+    body: dict[str, Any] = {"source": _source(target, http)}
     refs = _source_to_target_refs(job.get("refs"))
     if refs:
         body["sourceToTargetRefs"] = refs
@@ -47,13 +51,47 @@ def poll(target: AzureDevopsTarget, job: dict[str, Any], remote: Remote, http: H
 
 
 def check(target: AzureDevopsTarget, http: Http) -> None:
-    """List the fork's sync requests: authenticated, read-only."""
+    """List the fork's sync requests (and read its parent when ``source`` is left out): read-only."""
     _request(target, http, "GET", _requests_url(target))
+    _source(target, http)
+
+
+def _source(target: AzureDevopsTarget, http: Http) -> dict[str, str]:
+    """The fork's parent, as the sync request names it: the target's ``source``, or read from the fork.
+
+    A fork's parent never changes, so what the fork says is kept for the life of the process: a
+    templated target asks once per fork, not once per sync.
+    """
+    if target.source is not None:
+        source = target.source
+        return {"collectionId": source.collection_id, "projectId": source.project_id,
+                "repositoryId": source.repository_id}
+    fork = (target.base_url, target.organization, target.project, target.repository)
+    if fork not in PARENTS:
+        repository = json_body(_request(target, http, "GET", _repository_url(target)), NAME)
+        parent = repository.get("parentRepository") if isinstance(repository, dict) else None
+        ids = _parent_ids(parent if isinstance(parent, dict) else {})
+        if ids is None:
+            raise Permanent(f"{NAME}: {target.project}/{target.repository} is not a fork (Azure DevOps names no "
+                            "parent repository with its collection and project), so there is nothing to sync it "
+                            "from: point `repository` at a fork, or give `source`")
+        PARENTS[fork] = ids
+    return PARENTS[fork]
+
+
+def _parent_ids(parent: dict[str, Any]) -> dict[str, str] | None:
+    """A GitRepositoryRef's three GUIDs, or None when one is missing."""
+    ids = {"collectionId": (parent.get("collection") or {}).get("id"),
+           "projectId": (parent.get("project") or {}).get("id"), "repositoryId": parent.get("id")}
+    return ids if all(isinstance(value, str) and value for value in ids.values()) else None
+
+
+def _repository_url(target: AzureDevopsTarget) -> str:
+    return f"{target.base_url}/{target.organization}/{target.project}/_apis/git/repositories/{target.repository}"
 
 
 def _requests_url(target: AzureDevopsTarget) -> str:
-    return (f"{target.base_url}/{target.organization}/{target.project}/_apis/git/repositories/"
-            f"{target.repository}/forkSyncRequests")
+    return f"{_repository_url(target)}/forkSyncRequests"
 
 
 def _request(target: AzureDevopsTarget, http: Http, method: str, url: str, **kwargs: Any) -> requests.Response:

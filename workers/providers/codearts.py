@@ -14,6 +14,12 @@ time); then ``finished`` completes it and ``failed`` fails it with ``last_error`
 else, an older update's result included, is still running; ``workers.jobs`` fails the job at
 the target's ``timeout``.
 
+The repository is the target's ``repository_id``, or its ``repository`` (``group/name``, as in
+the clone URL; a templated target's ``{owner}/{name}``), whose id is asked of CodeArts once
+(``GET /v1/repositories/repoid?group_name=&repository_name=``, ``{"result": <id>, "status":
+"success"}``) and kept for the life of the process. Unconfirmed: that the id this answers (its
+documents call it the repository's "short id") is the one ``/v4/repositories/{id}`` takes.
+
 Unconfirmed: the ``update_status`` words (``none | scheduled | started | finished | failed``
 are expected) and whether ``last_update_at`` carries an offset (none is read as UTC); the job's
 ``remote.unconfirmed`` says so.
@@ -41,6 +47,7 @@ _STATES: dict[str, State] = {"finished": "completed", "failed": "failed"}
 _PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
 _SHOWN = ("last_update_at", "last_successful_update_at", "number_of_failures", "last_error")
 TOKENS = TokenCache()
+REPOSITORY_IDS: dict[tuple[str, str], int] = {}  # (base_url, group/name) -> id: a repository's id never changes
 
 
 def trigger(target: CodeartsTarget, job: dict[str, Any], http: Http) -> Remote:
@@ -48,13 +55,13 @@ def trigger(target: CodeartsTarget, job: dict[str, Any], http: Http) -> Remote:
     if target.endpoint_uuid:
         body["endpoint_uuid"] = target.endpoint_uuid
     triggered_at = now_iso()
-    task = json_body(_request(target, http, "POST", _mirror_url(target), json=body), NAME)
+    task = json_body(_request(target, http, "POST", _mirror_url(target, http), json=body), NAME)
     return Remote(id=task.get("jid"), status="triggered",
                   details={"triggered_at": triggered_at, "unconfirmed": UNCONFIRMED})
 
 
 def poll(target: CodeartsTarget, job: dict[str, Any], remote: Remote, http: Http) -> Remote:
-    mirror = json_body(_request(target, http, "GET", _mirror_url(target)), NAME)
+    mirror = json_body(_request(target, http, "GET", _mirror_url(target, http)), NAME)
     status = str(mirror.get("update_status") or "")
     updated, triggered = parse_time(mirror.get("last_update_at")), parse_time(remote.details["triggered_at"])
     ours = updated is not None and triggered is not None and updated >= triggered
@@ -66,11 +73,30 @@ def poll(target: CodeartsTarget, job: dict[str, Any], remote: Remote, http: Http
 
 def check(target: CodeartsTarget, http: Http) -> None:
     """Read the mirror status: authenticated, read-only (and it mints an IAM token if need be)."""
-    _request(target, http, "GET", _mirror_url(target))
+    _request(target, http, "GET", _mirror_url(target, http))
 
 
-def _mirror_url(target: CodeartsTarget) -> str:
-    return f"{target.base_url}/v4/repositories/{target.repository_id}/remote-mirror"
+def _mirror_url(target: CodeartsTarget, http: Http) -> str:
+    return f"{target.base_url}/v4/repositories/{_repository_id(target, http)}/remote-mirror"
+
+
+def _repository_id(target: CodeartsTarget, http: Http) -> int | str:
+    """The target's ``repository_id``, or the id CodeArts gives for its ``repository`` (kept per process)."""
+    if target.repository_id is not None:
+        return target.repository_id
+    assert target.repository is not None  # the config guarantees one of the two
+    repository = (target.base_url, target.repository)
+    if repository not in REPOSITORY_IDS:
+        group, _, name = target.repository.rpartition("/")
+        answer = json_body(_request(target, http, "GET", f"{target.base_url}/v1/repositories/repoid",
+                                    params={"group_name": group, "repository_name": name}), NAME)
+        found = answer.get("result") if isinstance(answer, dict) else None
+        if not isinstance(found, int) or isinstance(found, bool) or answer.get("status") != "success":
+            error = (answer.get("error") or {}) if isinstance(answer, dict) else {}
+            raise Permanent(f"{NAME}: CodeArts gave no id for the repository {target.repository!r}: "
+                            f"{error.get('message') or answer}")
+        REPOSITORY_IDS[repository] = found
+    return REPOSITORY_IDS[repository]
 
 
 def _request(target: CodeartsTarget, http: Http, method: str, url: str, **kwargs: Any) -> requests.Response:
