@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from flask import Flask, current_app, jsonify
 from redis import Redis
 from redis.exceptions import RedisError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import config as config_module
 from bridge import redact
 from bridge.config import Config
 from bridge.connection import connect
+from bridge.deliveries import DeliveryLog
 from bridge.hooks import REDIS_DOWN, Hooks
 from bridge.limits import Limits
 from bridge.queueing import Enqueuer
@@ -35,6 +36,7 @@ class Bridge:
     hooks: Hooks
     api_token: str | None  # None: protected mode (bridge.views.auth)
     metrics_token: str | None  # opens /metrics alone
+    deliveries: DeliveryLog
 
 
 def current() -> Bridge:
@@ -49,7 +51,7 @@ def create_app(config: Config | None = None, redis: Redis | None = None) -> Flas
     ``/hooks/<source>`` itself; any WSGI server (and the test client) gets that route from
     :mod:`bridge.views.hooks`.
     """
-    from bridge.views import auth, dashboard, health, hooks, jobs, metrics
+    from bridge.views import auth, dashboard, deliveries, health, hooks, jobs, metrics, openapi, pages
 
     config = config or config_module.load()
     redis = redis or connect()
@@ -64,10 +66,10 @@ def create_app(config: Config | None = None, redis: Redis | None = None) -> Flas
     redact.register(*(secret for secret in (token, metrics_token) if secret))  # never in a log line either
     enqueuer = Enqueuer(redis, config.retention)
     bridge = Bridge(config, redis, Store(redis, config.retention), enqueuer, Hooks(config, enqueuer), token,
-                    metrics_token)
+                    metrics_token, DeliveryLog(config, redis))
     app.extensions["syncbridge"] = bridge
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
-    for blueprint in (hooks.bp, jobs.bp, health.bp, dashboard.bp, metrics.bp):
+    for blueprint in (hooks.bp, jobs.bp, deliveries.bp, health.bp, dashboard.bp, metrics.bp, pages.bp, openapi.bp):
         app.register_blueprint(blueprint)
     app.before_request(auth.guard)  # every route is guarded unless it is marked public
     app.after_request(auth.secure_headers)
@@ -83,6 +85,10 @@ def create_app(config: Config | None = None, redis: Redis | None = None) -> Flas
     def http_error(exc: HTTPException):
         if exc.response is not None:
             return exc.response
-        return jsonify(error=exc.description), exc.code
+        response = jsonify(error=exc.description)
+        response.status_code = exc.code or 500
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:  # RFC 9110: a 405 says what is allowed
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
 
     return app

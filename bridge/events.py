@@ -11,6 +11,15 @@ from dataclasses import dataclass
 ZERO_SHA = "0" * 40  # what hosts send for a missing side of a SHA-1 ref update
 
 
+@dataclass(frozen=True, slots=True)
+class HeaderNames:
+    """Where a host puts the event name, its delivery id (first present wins) and its signature or token:
+    what the delivery log (``bridge.deliveries``) reads of every request, accepted or not."""
+
+    event: str
+    delivery: tuple[str, ...]
+    signature: tuple[str, ...]
+
 
 class Unauthorized(Exception):
     """The request is not provably from the host: missing, malformed or wrong signature/token."""

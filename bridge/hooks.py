@@ -20,7 +20,7 @@ from typing import Any
 from bridge.config import Config
 from bridge.events import BadPayload, Ignored, Ping, Unauthorized, UnsupportedMediaType
 from bridge.queueing import Delivery, Enqueuer, Receipt
-from bridge.routing import route_push
+from bridge.routing import Match, route_push
 from bridge.sources import SOURCES
 
 log = logging.getLogger("syncbridge.hooks")
@@ -52,6 +52,7 @@ class Accepted:
     repo: str
     delivery: Delivery
     targets: tuple[str, ...]
+    matches: list[Match]  # per target, the ref that chose it (what the delivery log shows)
 
 
 class Hooks:
@@ -94,7 +95,7 @@ class Hooks:
             return Answer(200, {"ignored": f"no route for {event.repo} {refs}"}, outcome="unrouted")
         delivery = event.delivery or "sha256-" + hashlib.sha256(body).hexdigest()
         prepared = self.enqueuer.prepare(source, event.repo, delivery, matches, self.config.targets)
-        return Accepted(source, event.repo, prepared, tuple(match.target for match in matches))
+        return Accepted(source, event.repo, prepared, tuple(match.target for match in matches), matches)
 
     def _rejection_level(self, source: str) -> int:
         """WARNING for the first rejection of a source in ``WARN_EVERY`` seconds, DEBUG for the rest.

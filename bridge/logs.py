@@ -1,7 +1,14 @@
 """Logging for every syncbridge process: one line per event, secrets scrubbed.
 
-``SYNCBRIDGE_LOG_FORMAT=json`` gives one JSON object per line, with the ``delivery``, ``job``,
-``source`` and ``target`` a log call passes in ``extra=``, for log platforms that index fields.
+``SYNCBRIDGE_LOG_FORMAT=json`` gives one JSON object per line, with the fields a log call passes
+in ``extra=`` (``CONTEXT_FIELDS``: the delivery, job, source, repo, target, provider, the job's
+``status``, a provider call's ``http_status``, a ``duration`` in seconds), for log platforms that
+index fields.
+
+RQ says a line at INFO for every execution it starts and every Retry it schedules; a sync polls
+its provider once per execution, so those would be a line or two per poll ("... 999999999
+remaining"). They are written at DEBUG instead: our own lines say when a sync was triggered, and
+how it ended.
 
 One event is one line, whatever its text: a control character (a newline in a ref or in a
 provider's message, an ANSI escape, a Unicode line separator) is written escaped, as ``\\n`` or
@@ -26,7 +33,10 @@ from typing import Any
 from bridge import redact
 from bridge.redact import Redactor
 
-CONTEXT_FIELDS = ("delivery", "job", "source", "target")
+CONTEXT_FIELDS = ("delivery", "job", "source", "repo", "target", "provider", "status", "http_status", "duration")
+# RQ's lines per execution and per Retry (rq.worker, rq.job), by their format strings: said at DEBUG.
+PER_POLL = frozenset({"Worker %s: %s: %s", "Worker %s: %s: %s (%s)", "Job %s: scheduled for retry at %s, %s remaining",
+                      "Job %s: enqueued for retry, %s remaining"})
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # C0 and C1 controls, DEL, Unicode line and paragraph separators, and the bidirectional overrides
 # that make text read differently from how it is stored.
@@ -68,6 +78,14 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = escape(self.formatException(record.exc_info), keep="\n")
         return json.dumps(entry, ensure_ascii=False)
+
+
+def _per_poll_at_debug(record: logging.LogRecord) -> bool:
+    """A logger filter: RQ's per-poll lines (``PER_POLL``) become DEBUG lines, shown only at that level."""
+    if record.levelno == logging.INFO and record.msg in PER_POLL:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+    return True
 
 
 class _ScrubbingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -124,5 +142,8 @@ def configure(redactor: Redactor | None = None, *, background: bool = False) -> 
         root.handlers[:] = [handler]
     root.setLevel(level)
     for name in ("rq.worker", "rq.scheduler", "rq.job", "rq.queue"):  # RQ adds its own handlers otherwise
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+        if _per_poll_at_debug not in logger.filters:
+            logger.addFilter(_per_poll_at_debug)

@@ -18,7 +18,7 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import RedisError
 
-from bridge.store import NEXT_RECONCILE_KEY, PREFIX, SWEEPS_KEY
+from bridge.store import LAST_FAILURE_KEY, LAST_SUCCESS_KEY, NEXT_RECONCILE_KEY, PREFIX, SWEEPS_KEY, epoch
 
 log = logging.getLogger("syncbridge.metrics")
 BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, float("inf"))
@@ -27,9 +27,10 @@ COUNTERS = {
     "jobs_finished": ("Sync jobs ended, by target and final status", ("target", "status")),
     "retries": ("Provider calls retried after a transient failure", ("target", "provider")),
     "notifications": ("Chat/HTTP notifications sent, by outcome", ("outcome",)),
+    "deliveries_unlogged": ("Deliveries left out of the delivery log: a web process's buffer was full", ()),
 }
 HISTOGRAMS = {
-    "sync_duration_seconds": ("Time from a sync's start to its end, by provider", ("provider",)),
+    "sync_duration_seconds": ("Time from a sync's start to its end, by provider and target", ("provider", "target")),
 }
 
 
@@ -55,15 +56,10 @@ def count_best_effort(redis: Redis, name: str, **labels: str) -> None:
         log.debug("metric %s not counted: %s", name, exc)
 
 
-def add_best_effort(redis: Redis, name: str, counts: dict[str, int]) -> None:
-    """Add many counts at once (label field -> n) to counter ``name``, never failing the caller."""
-    pipe = redis.pipeline(transaction=False)
+def add(pipe: Pipeline, name: str, counts: dict[str, int]) -> None:
+    """Add many counts at once (label field -> n) to counter ``name``, riding on the caller's pipeline."""
     for label_field, n in counts.items():
         pipe.hincrby(key(name), label_field, n)
-    try:
-        pipe.execute()
-    except RedisError as exc:
-        log.debug("metric %s not counted: %s", name, exc)
 
 
 def observe(redis: Redis, name: str, value: float, **labels: str) -> None:
@@ -106,7 +102,18 @@ class RedisCollector(Collector):
             depth.add_metric([queue, "scheduled"], scheduled)
             depth.add_metric([queue, "started"], started)
         yield depth
+        yield from self._targets()
         yield from self._periodic()
+
+    def _targets(self) -> Iterator[Metric]:
+        """When each target's newest sync ended completed, and failed: alert on time since the last success."""
+        for outcome, hash_key in (("success", LAST_SUCCESS_KEY), ("failure", LAST_FAILURE_KEY)):
+            family = GaugeMetricFamily(f"syncbridge_target_last_{outcome}_timestamp_seconds",
+                                       f"When the target's newest {'completed' if outcome == 'success' else 'failed'}"
+                                       " sync ended (Unix time)", labels=["target"])
+            for target, value in self.redis.hgetall(hash_key).items():
+                family.add_metric([target.decode()], epoch(json.loads(value)["at"]))
+            yield family
 
     def _periodic(self) -> Iterator[Metric]:
         """The last redelivery sweep per source, and when each target's next reconcile is due."""

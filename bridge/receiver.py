@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 from bridge import metrics, wsgi_threads
 from bridge.app import Bridge
 from bridge.connection import AsyncScript
+from bridge.deliveries import Seen
 from bridge.group_commit import GroupCommit
 from bridge.hooks import PREFIX, REDIS_DOWN_ANSWER, Answer
 from bridge.limits import Limits
@@ -39,7 +40,7 @@ from bridge.queueing import Delivery, Enqueuer, Receipt
 
 log = logging.getLogger("syncbridge.hooks")
 CLOSE = (("Connection", "close"),)
-COUNT_EVERY = 1.0  # seconds between writes of the deliveries answered without the queue to /metrics
+FLUSH_EVERY = 1.0  # seconds between writes of the delivery log and the deliveries answered without the queue
 # Bodies up to this size are read in one call under the base deadline: 10 s for 64 KiB asks 6.5 KB/s
 # of a client, which no Git host falls below; larger ones earn more time as their bytes arrive.
 WHOLE_READ = 64 * 1024
@@ -101,7 +102,7 @@ class Receiver:
         self._background: set[asyncio.Task[None]] = set()
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        task = loop.create_task(self._count_rejected())
+        task = loop.create_task(self._flush())
         self._background.add(task)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -134,23 +135,26 @@ class Receiver:
                 self.body_bytes -= body.held
 
     async def _hook(self, scope: Any, proto: Any, source: str, body: _Body) -> Answer:
+        """The answer to one delivery, noted in the delivery log (a tuple appended; written by :meth:`_flush`)."""
+        seen = self.bridge.deliveries.add
         raw = await self._read(scope, proto, self.limits.max_body, body)
         if isinstance(raw, Answer):
-            return raw
+            return seen(source, scope.headers, raw)
         result = self.bridge.hooks.check(source, scope.headers, raw)
         if isinstance(result, Answer):
             if result.outcome is not None:
                 self.rejected[source, result.outcome] += 1
-            return result
+            return seen(source, scope.headers, result)
         try:
             receipt = await self.commits.submit(result.delivery)
         except (RedisError, OSError) as exc:  # never a 2xx for work that was not stored
             log.error("redis unavailable: %s", type(exc).__name__)
-            return REDIS_DOWN_ANSWER
+            return seen(source, scope.headers, REDIS_DOWN_ANSWER, result)
         except Exception:
             log.exception("delivery to %s failed", source)
-            return Answer(500, {"error": "internal error; nothing was stored"})
-        return self.bridge.hooks.answer(result, receipt, _job_url_root(scope))
+            return seen(source, scope.headers, Answer(500, {"error": "internal error; nothing was stored"}), result)
+        return seen(source, scope.headers, self.bridge.hooks.answer(result, receipt, _job_url_root(scope)), result,
+                    receipt)
 
     async def _forward(self, scope: Any, proto: Any, body: _Body) -> None:
         """Any other route: read the body here, then let Flask answer on a thread."""
@@ -219,17 +223,31 @@ class Receiver:
         keys, args = self.bridge.enqueuer.pack(deliveries)
         return Enqueuer.receipts(deliveries, await self.script(keys, args))
 
-    async def _count_rejected(self) -> None:
-        """Add the deliveries answered without the queue to /metrics, once a second, off the request path."""
+    async def _flush(self) -> None:
+        """Once a second, off the request path and in one pipeline: the deliveries answered without the
+        queue to /metrics, and every delivery to the delivery log (``bridge.deliveries``)."""
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(COUNT_EVERY)
-            if self.rejected:
+            await asyncio.sleep(FLUSH_EVERY)
+            seen, dropped = self.bridge.deliveries.take()
+            if self.rejected or seen or dropped:
                 counts, self.rejected = self.rejected, Counter()
-                fields = {metrics.field(source=source, outcome=outcome): n
-                          for (source, outcome), n in counts.items()}
-                await loop.run_in_executor(self.threads, metrics.add_best_effort, self.bridge.redis,
-                                           "webhooks_received", fields)
+                try:
+                    await loop.run_in_executor(self.threads, self._write, counts, seen, dropped)
+                except Exception:  # a bug here must not end the loop: the next second is written as usual
+                    log.exception("the delivery log and counts of the last second were not written")
+
+    def _write(self, rejected: Counter[tuple[str, str]], seen: list[Seen], dropped: int) -> None:
+        pipe = self.bridge.redis.pipeline(transaction=False)
+        metrics.add(pipe, "webhooks_received", {metrics.field(source=source, outcome=outcome): n
+                                                for (source, outcome), n in rejected.items()})
+        if dropped:
+            metrics.add(pipe, "deliveries_unlogged", {metrics.field(): dropped})
+        self.bridge.deliveries.write(pipe, seen)
+        try:
+            pipe.execute()
+        except RedisError as exc:  # the counts and the log are lost for this second; the answers were not
+            log.debug("delivery log and counts not written: %s", exc)
 
 
 def _respond(proto: Any, answer: Answer) -> None:

@@ -71,12 +71,14 @@ return {'in_progress'}
 """
 
 # Records a terminal status, frees whatever slot of its mirror the job held (running, or its lane's
-# waiting slot when it ends before it started), and notes a target's last success.
+# waiting slot when it ends before it started), notes a target's last success or failure, and makes
+# the job's provider calls live as long as the record.
 _FINISH = """
--- KEYS[1] job record, KEYS[2] last-success hash, KEYS[3] active set; ARGV: retention, job id, key prefix,
--- then fields (k v ...)
+-- KEYS[1] job record, KEYS[2] last-success hash, KEYS[3] active set, KEYS[4] last-failure hash,
+-- KEYS[5] the job's provider calls; ARGV: retention, job id, key prefix, then fields (k v ...)
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('EXPIRE', KEYS[5], tonumber(ARGV[1]))
 redis.call('SREM', KEYS[3], ARGV[2])
 local mirror, lane, target = unpack(redis.call('HMGET', KEYS[1], 'mirror', 'lane', 'target'))
 if mirror then
@@ -88,10 +90,20 @@ if mirror then
     redis.call('HDEL', lanes, lane)
   end
 end
-if redis.call('HGET', KEYS[1], 'status') == 'completed' and target then
-  redis.call('HSET', KEYS[2], target, cjson.encode({job = ARGV[2], at = redis.call('HGET', KEYS[1], 'finished_at')}))
+local status, finished, error = unpack(redis.call('HMGET', KEYS[1], 'status', 'finished_at', 'error'))
+if status == 'completed' and target then
+  redis.call('HSET', KEYS[2], target, cjson.encode({job = ARGV[2], at = finished}))
+elseif status == 'failed' and target then
+  redis.call('HSET', KEYS[4], target, cjson.encode({job = ARGV[2], at = finished, error = error or ''}))
 end
 return mirror or ''
+"""
+
+# Whether RQ can still run a job (RQ_ALIVE): a job whose record is not ended but which RQ cannot run
+# is stuck until the periodic tick ends it; an operator may retry it at once.
+_ALIVE = RQ_ALIVE + """
+-- ARGV[1] RQ job key prefix, ARGV[2] job id
+return rq_alive(ARGV[1], ARGV[2]) and 1 or 0
 """
 
 # Jobs the record says are queued or running but RQ can no longer run (see RQ_ALIVE), with RQ's
@@ -113,7 +125,17 @@ return orphans
 
 def now_iso() -> str:
     """UTC now as ISO 8601 with milliseconds, the format of every timestamp in a job."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(time.time())
+
+
+def iso(epoch: float, timespec: str = "milliseconds") -> str:
+    """A Unix time as UTC ISO 8601 (``...Z``)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def epoch(stamp: str) -> float:
+    """The inverse of :func:`iso`."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def job_key(job_id: str) -> str:
@@ -124,6 +146,16 @@ def delivery_key(source: str, delivery: str) -> str:
     """The job ids of one delivery. Keyed per source: a host's delivery ids are unique on that host
     only, so another source's push with the same id is new work, never a redelivery."""
     return f"{PREFIX}:delivery:{source}:{delivery}"
+
+
+def calls_key(job_id: str) -> str:
+    """The job's provider calls, oldest first, the last ``CALLS_KEPT`` of them (JSON each)."""
+    return f"{PREFIX}:job-calls:{job_id}"
+
+
+def running_key(mirror: str) -> str:
+    """The job syncing ``mirror`` now (see docs/DESIGN.md, "Mirrors and lanes")."""
+    return f"{PREFIX}:running:{mirror}"
 
 
 def lanes_key(mirror: str) -> str:
@@ -140,6 +172,8 @@ SEEN_LIMIT = 1000  # repositories a templated target's reconcile remembers (the 
 INDEX_KEY = f"{PREFIX}:jobs"
 ACTIVE_KEY = f"{PREFIX}:active"  # ids of jobs created queued and not yet ended: what the orphan check reads
 LAST_SUCCESS_KEY = f"{PREFIX}:last_success"
+LAST_FAILURE_KEY = f"{PREFIX}:last_failure"  # target -> {job, at, error} of its newest failed job
+CALLS_KEPT = 50  # provider calls kept per job: a long follow keeps its latest polls
 SWEEPS_KEY = f"{PREFIX}:sweeps"  # source -> the last sweep's report (JSON)
 NEXT_SWEEP_KEY = f"{PREFIX}:sweep:next"  # source -> epoch of the next sweep
 NEXT_RECONCILE_KEY = f"{PREFIX}:reconcile:next"  # target -> epoch of the next reconcile sync
@@ -193,6 +227,7 @@ class Store:
         self._start = redis.register_script(_START)
         self._finish = redis.register_script(_FINISH)
         self._orphans = redis.register_script(_ORPHANS)
+        self._alive = redis.register_script(_ALIVE)
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(job_key(job_id))
@@ -222,21 +257,37 @@ class Store:
 
     def recent(self, *, status: str | None = None, target: str | None = None, repo: str | None = None,
                limit: int = 50, scan: int = 5000) -> list[dict[str, Any]]:
-        """Newest jobs first, filtered; scans at most ``scan`` of the newest ids."""
+        """Newest jobs first whose target and repo are exactly those given; scans at most ``scan`` of the newest ids."""
+        return self.page(status=status, target=target, repo=repo, limit=limit, scan=scan)[0]
+
+    def page(self, *, status: str | None = None, target: str | None = None, repo: str | None = None,
+             limit: int = 50, offset: int = 0, contains: bool = False,
+             scan: int = 5000) -> tuple[list[dict[str, Any]], bool]:
+        """Matching jobs ``offset`` to ``offset + limit``, newest first, and whether there are more.
+
+        ``contains``: ``target`` and ``repo`` match any part of the name, in any case (the dashboard's
+        filters), rather than the whole of it (the API's). At most ``scan`` of the newest ids are read.
+        """
         self.redis.zremrangebyscore(INDEX_KEY, "-inf", time.time() - self.retention)
+        wanted = {"target": target, "repo": repo}
+        if contains:
+            def matches(job: dict[str, Any]) -> bool:
+                return all(value.lower() in (job[name] or "").lower() for name, value in wanted.items() if value)
+        else:
+            def matches(job: dict[str, Any]) -> bool:
+                return all(value in (None, job[name]) for name, value in wanted.items())
         found: list[dict[str, Any]] = []
         page = max(limit, 100)
-        for start in range(0, scan, page):
+        for start in range(0, scan + offset, page):
             ids = [raw.decode() for raw in self.redis.zrevrange(INDEX_KEY, start, start + page - 1)]
             if not ids:
                 break
             for job in self.get_many(ids):
-                if (status in (None, job["status"]) and target in (None, job["target"])
-                        and repo in (None, job["repo"])):
+                if status in (None, job["status"]) and matches(job):
                     found.append(job)
-                    if len(found) >= limit:
-                        return found
-        return found
+                    if len(found) > offset + limit:
+                        return found[offset:offset + limit], True
+        return found[offset:offset + limit], False
 
     def start(self, job_id: str, min_interval: float, running_ttl: float) -> tuple[str, float]:
         """Start the job if its mirror allows: ``("in_progress", 0)``, ``("wait", seconds)``, or its status."""
@@ -274,6 +325,48 @@ class Store:
         reply = self._orphans(keys=[ACTIVE_KEY], args=[job_key(""), RQ_JOB_PREFIX])
         return [(job_id.decode(), status.decode()) for job_id, status in reply]
 
+    def alive_in_rq(self, job_id: str) -> bool:
+        """Whether RQ can still run the job (its RQ hash exists and RQ has not ended it)."""
+        return bool(self._alive(args=[RQ_JOB_PREFIX, job_id]))
+
+    def record_call(self, job_id: str, call: dict[str, Any]) -> None:
+        """Append one provider call (or an operator's retry) to the job's history: the last ``CALLS_KEPT``."""
+        key = calls_key(job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(key, json.dumps(redact.scrub(call), separators=(",", ":")))
+        pipe.ltrim(key, -CALLS_KEPT, -1)
+        pipe.expire(key, self.retention)
+        pipe.execute()
+
+    def calls(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's provider calls, oldest first."""
+        return [json.loads(raw) for raw in self.redis.lrange(calls_key(job_id), 0, -1)]
+
+    def activity(self) -> dict[str, dict[str, int]]:
+        """Per target, its jobs not yet ended: ``queued``, ``running`` (holding its mirror's running slot),
+        and ``stalled`` (in progress by the record, but the slot expired: no worker has followed it since
+        the target's timeout)."""
+        ids = [raw.decode() for raw in self.redis.smembers(ACTIVE_KEY)]
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(job_key(job_id), "target", "status", "mirror")
+        records = [(job_id, *(value.decode() if value else "" for value in fields))
+                   for job_id, fields in zip(ids, pipe.execute(), strict=True)]
+        running = [(job_id, target, mirror) for job_id, target, status, mirror in records if status == "in_progress"]
+        pipe = self.redis.pipeline(transaction=False)
+        for _, _, mirror in running:
+            pipe.get(running_key(mirror or ""))
+        holders = {job_id: holder == job_id.encode()
+                   for (job_id, _, _), holder in zip(running, pipe.execute(), strict=True)}
+        counts: dict[str, dict[str, int]] = {}
+        for job_id, target, status, _ in records:
+            if status not in ("queued", "in_progress") or not target:
+                continue
+            state = "queued" if status == "queued" else "running" if holders[job_id] else "stalled"
+            per_target = counts.setdefault(target, {"queued": 0, "running": 0, "stalled": 0})
+            per_target[state] += 1
+        return counts
+
     def update(self, job_id: str, **fields: Any) -> None:
         """Write some fields of a job (worker progress); JSON fields are encoded."""
         self.redis.hset(job_key(job_id), mapping=encode(fields))
@@ -287,13 +380,18 @@ class Store:
             raise ValueError(f"{status} is not terminal")
         values = encode({**fields, "status": status, "error": error, "finished_at": now_iso()})
         flat = [item for pair in values.items() for item in pair]
-        mirror = self._finish(keys=[job_key(job_id), LAST_SUCCESS_KEY, ACTIVE_KEY],
+        mirror = self._finish(keys=[job_key(job_id), LAST_SUCCESS_KEY, ACTIVE_KEY, LAST_FAILURE_KEY,
+                                    calls_key(job_id)],
                               args=[self.retention, job_id, f"{PREFIX}:", *flat])
         return mirror.decode() or None
 
     def last_successes(self) -> dict[str, dict[str, str]]:
         """Per target, the newest completed job and when it finished."""
         return {name.decode(): json.loads(value) for name, value in self.redis.hgetall(LAST_SUCCESS_KEY).items()}
+
+    def last_failures(self) -> dict[str, dict[str, str]]:
+        """Per target, the newest failed job, when it ended and why."""
+        return {name.decode(): json.loads(value) for name, value in self.redis.hgetall(LAST_FAILURE_KEY).items()}
 
     def schedule(self, key: str, name: str, when: float) -> None:
         """Note when the periodic task ``name`` (a source's sweep, a target's reconcile) runs next."""

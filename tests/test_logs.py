@@ -18,7 +18,7 @@ from bridge.embedded import EmbeddedRedis
 from bridge.logs import JsonFormatter
 from bridge.samples import signed_push
 from bridge.sources import SOURCES
-from tests.conftest import SECRET, TOKEN
+from tests.conftest import SECRET, TOKEN, mesa_config
 from tests.test_reliability import wait_done, web_process, worker_process
 from tests.test_worker_mesa import faults
 
@@ -130,3 +130,30 @@ def test_a_hostile_ref_is_refused_by_every_host_and_forges_no_line_of_the_real_s
     for name, text in logs.items():
         assert not re.search(r"^2030-01-01", text, re.MULTILINE), name
         assert not any(char in text for char in "\x1b\u202e\r"), name
+
+
+# -- Through real processes: fields for log platforms, and RQ's per-poll chatter kept out of INFO -------------
+
+
+def test_json_lines_carry_status_duration_provider_and_target_and_rq_says_nothing_per_poll(
+        tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis, sandbox: Any) -> None:
+    config = tmp_path / "syncbridge.yml"
+    config.write_text(mesa_config(sandbox.url).replace("\n        ", "\n"))
+    requests.put(f"{sandbox.url}/_sandbox/settings/mesa", json={"polls": 3}, timeout=5).raise_for_status()
+    with web_process(config, redis_server.url, tmp_path / "web.log", SYNCBRIDGE_LOG_FORMAT="json") as (url, _), \
+            worker_process(config, redis_server.url, tmp_path / "worker.log", SYNCBRIDGE_LOG_FORMAT="json"):
+        headers, body = signed_push("github", "acme/widgets", "refs/heads/main", "0" * 40, "e" * 40, SECRET.encode())
+        job_id = requests.post(f"{url}/hooks/github", data=body, headers=headers, timeout=5).json()["jobs"][0]["id"]
+        record = wait_done(url, job_id, 60)
+    assert record["status"] == "completed"
+    lines = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines() if line.startswith("{")]
+    ours = [line for line in lines if line.get("job") == job_id]
+    [triggered] = [line for line in ours if "triggered" in line["message"]]
+    assert triggered["http_status"] == 201 and triggered["provider"] == "mesa" and triggered["duration"] >= 0
+    [ended] = [line for line in ours if line["message"].endswith(" completed")]
+    assert (ended["status"], ended["target"], ended["provider"], ended["repo"]) == (
+        "completed", "widgets-mesa", "mesa", "acme/widgets")
+    assert isinstance(ended["duration"], float) and ended["duration"] > 0
+    chatter = [line["message"] for line in lines if line["logger"].startswith("rq.")
+               and ("remaining" in line["message"] or (job_id in line["message"] and "syncbridge:" in line["message"]))]
+    assert chatter == [], chatter  # polled 3 times: no "... 999999999 remaining", no per-execution line

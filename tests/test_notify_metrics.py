@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import apprise
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
 from bridge.app import create_app
+from bridge.store import Store, epoch
 from tests.conftest import TOKEN, github_headers, mesa_config
 from tests.driver import drive
 from tests.receiver import Receiver
@@ -109,5 +114,35 @@ def test_metrics_count_webhooks_jobs_durations_and_queue_depth(write_config, red
     assert 'syncbridge_webhooks_received_total{outcome="accepted",source="github"} 1.0' in text
     assert 'syncbridge_webhooks_received_total{outcome="unauthorized",source="github"} 1.0' in text
     assert 'syncbridge_jobs_finished_total{status="completed",target="widgets-mesa"} 1.0' in text
-    assert 'syncbridge_sync_duration_seconds_count{provider="mesa"} 1.0' in text
+    assert 'syncbridge_sync_duration_seconds_count{provider="mesa",target="widgets-mesa"} 1.0' in text
     assert 'syncbridge_queue_depth{queue="syncbridge",state="queued"} 0.0' in text
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="needs promtool (Debian's prometheus package; .ci/run installs it)")
+def test_metrics_pass_promtool_and_say_when_each_target_last_succeeded_and_failed(write_config, redis: Redis,
+                                                                                   sandbox: Any) -> None:
+    config = write_config(mesa_config(sandbox.url))
+    client = create_app(config, redis).test_client()
+    succeeded = push(client, "p-1")
+    drive(redis)
+    requests.post(f"{sandbox.url}/_sandbox/faults/mesa", json={"responses": [{"status": 403}]},
+                  timeout=5).raise_for_status()
+    failed = push(client, "p-2")
+    drive(redis)
+    store = Store(redis, 3600)
+    text = client.get("/metrics").get_data(as_text=True)
+    linted = subprocess.run([str(PROMTOOL), "check", "metrics"], input=text, capture_output=True, text=True,
+                            timeout=30)
+    assert linted.returncode == 0 and linted.stdout + linted.stderr == "", linted.stdout + linted.stderr
+    samples = {f"{family.name}{sample.labels}": sample for family in text_string_to_metric_families(text)
+               for sample in family.samples}
+    ended = {"success": epoch(store.get(succeeded)["finished_at"]), "failure": epoch(store.get(failed)["finished_at"])}
+    for outcome, at in ended.items():
+        sample = samples[f"syncbridge_target_last_{outcome}_timestamp_seconds{{'target': 'widgets-mesa'}}"]
+        assert sample.value == pytest.approx(at, abs=0.01)
+    buckets = [s for s in samples.values() if s.name == "syncbridge_sync_duration_seconds_bucket"]
+    assert {s.labels["target"] for s in buckets} == {"widgets-mesa"} and buckets[-1].labels["le"] == "+Inf"
+    assert buckets[-1].value == 2.0

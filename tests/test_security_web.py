@@ -105,7 +105,8 @@ def test_protected_mode_answers_this_machine_only(app: Callable[..., Flask]) -> 
     for headers in ({"X-Forwarded-For": "127.0.0.1"}, {"Forwarded": 'for="[::1]:4711"'}, {"Host": "localhost:8000"},
                     {"Host": "127.0.0.1:8000"}, {"Host": "[::1]:8000"}, {"Host": "app.localhost"}):
         assert local.get("/jobs", headers=headers).status_code == 200, headers
-    for url in ("/healthz", "/readyz", "/static/dashboard.js", "/static/dashboard.css"):
+    for url in ("/healthz", "/readyz", "/static/console.js", "/static/console.css", "/static/favicon.svg",
+                "/favicon.ico"):
         assert remote.get(url).status_code == 200, url
 
 
@@ -184,7 +185,7 @@ def test_pages_carry_a_policy_without_inline_script_and_are_never_cached(app: Ca
     assert page.headers["Referrer-Policy"] == "no-referrer"
     html = page.get_data(as_text=True)
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert html.count("<script") == 1 and '<script src="/static/dashboard.js" defer>' in html  # nothing inline
+    assert html.count("<script") == 1 and '<script src="/static/console.js" defer>' in html  # nothing inline
     assert "<style" not in html and ' style="' not in html
     assert f'<button type="button" data-retry="{job_id}">Retry</button>' in html
     for url in ("/", "/dashboard.json", "/jobs", f"/jobs/{job_id}", "/metrics"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -125,6 +126,13 @@ def test_sweep_command_dry_run(tmp_path: Path, redis_server: EmbeddedRedis, redi
     assert "github: 1 deliveries listed, 1 missed, would redeliver 1, 0 failed" in result.stdout
     assert f"missed: {missed}" in result.stdout and standin.redelivery_requests == []
     assert GITHUB_TOKEN not in result.stdout + result.stderr
+    elsewhere = environ_for(redis_server.url, tmp_path / "elsewhere.yml")  # --config wins over the variable
+    as_json = subprocess.run([sys.executable, "-m", "bridge", "sweep", "--dry-run", "--json", "--config", str(path)],
+                             capture_output=True, text=True, env=elsewhere, timeout=60)
+    assert as_json.returncode == 0, as_json.stderr
+    [report] = json.loads(as_json.stdout)
+    assert (report["source"], report["listed"], report["found"], report["missed"], report["dry_run"]) == (
+        "github", 1, 1, [missed], True)
 
 
 def test_app_jwt_is_a_valid_rs256_token() -> None:
@@ -193,7 +201,8 @@ def test_dashboard_and_metrics_show_the_last_sweep_and_next_reconcile(write_conf
     store.schedule(NEXT_RECONCILE_KEY, "widgets-mesa", 1_800_021_600.0)
     client = create_app(config, redis).test_client()
     html = client.get("/").get_data(as_text=True)
-    assert "3 missed, 2 redelivered, 1 failed" in html and "next reconcile: 2027-01-15T14:00:00Z" in html
+    assert "3 missed, 2 redelivered, 1 failed" in html
+    assert 'next reconcile: <time datetime="2027-01-15T14:00:00Z" title="2027-01-15T14:00:00Z">' in html
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'syncbridge_sweep_last{count="redelivered",source="github"} 2.0' in metrics
     assert 'syncbridge_reconcile_next_timestamp_seconds{target="widgets-mesa"} 1.8000216e+09' in metrics

@@ -170,7 +170,9 @@ def test_the_dashboard_and_chat_messages_show_the_rendered_mirror(write_config, 
     [job] = client.post("/hooks/github", data=body, headers=github_headers(body, delivery="d-1")).json["jobs"]
     drive(redis)
     html = client.get("/").get_data(as_text=True)
-    assert "<td>acme-mirrors<br><small>projects/acme/repos/gadgets</small></td>" in html
+    assert ">acme-mirrors</a><br><small>projects/acme/repos/gadgets</small></td>" in html
+    page = client.get(f"/jobs/{job['id']}", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert "(google-csr, mirror projects/acme/repos/gadgets)" in page
     title, text = message(client.get(f"/jobs/{job['id']}").json)
     assert title == "✅ acme-mirrors: acme/gadgets@main completed"
     assert text.startswith("acme/gadgets refs/heads/main (aaaaaaa) → acme-mirrors (google-csr "

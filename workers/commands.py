@@ -6,12 +6,16 @@ worker processes it forks, and every page it holds is counted again in each of t
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from bridge.commands import json_option
 from bridge.logs import configure
 
 if TYPE_CHECKING:
@@ -86,59 +90,88 @@ def _check_worker() -> None:
 @click.option("--online", is_flag=True, help="also make one harmless authenticated call to each target")
 @click.option("--repo", metavar="OWNER/NAME", help="with --online: the repository a templated target is checked "
               "for (its mirror named after it)")
-def check(online: bool, repo: str | None) -> None:
+@json_option
+def check(online: bool, repo: str | None, as_json: bool) -> None:
     """Validate the config (file, key and reason for each problem); exit 1 if it is unusable."""
     from bridge import config as config_module
     from bridge.config import ConfigError
 
     if repo is not None and ("/" not in repo or not online):
         raise click.UsageError("--repo takes a full name (owner/name) and goes with --online")
+    report: dict[str, Any] = {"ok": True, "config": None, "problems": []}
     try:
         config = config_module.load()
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
-    click.echo(f"{config.path}: OK: {len(config.sources)} sources, {len(config.targets)} targets, "
-               f"{len(config.routes)} routes")
-    if online and not _check_online(config, repo):
+        if not as_json:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            sys.exit(1)
+        _finish(report | {"ok": False, "problems": exc.problems})
+    report.update(config=config.path, sources=len(config.sources), targets=len(config.targets),
+                  routes=len(config.routes))
+    if not as_json:
+        click.echo(f"{config.path}: OK: {len(config.sources)} sources, {len(config.targets)} targets, "
+                   f"{len(config.routes)} routes")
+    if online:
+        report["online"] = _check_online(config, repo, say=_quiet if as_json else click.echo)
+        report["ok"] = all(target["ok"] is not False for target in report["online"].values())
+    if as_json:
+        _finish(report)
+    if not report["ok"]:
         sys.exit(1)
 
 
-def _check_online(config: Config, repo: str | None) -> bool:
-    """One harmless read per target; a templated one only for ``repo`` (without it: said, not failed)."""
+def _finish(report: dict[str, Any]) -> NoReturn:
+    """Print ``--json``'s one object and exit 0 if all was well, else 1."""
+    click.echo(json.dumps(report, indent=2))
+    sys.exit(0 if report["ok"] else 1)
+
+
+def _quiet(text: str) -> None:
+    """With --json, the lines are not printed: the one JSON object is."""
+
+
+def _check_online(config: Config, repo: str | None,
+                  say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """One harmless read per target; a templated one only for ``repo`` (without it: said, not failed).
+
+    Per target: ``ok`` (True, False, or None when skipped), the ``mirror`` checked, and the ``error``.
+    """
     from bridge import mirrors, redact
     from workers.providers import PROVIDERS
     from workers.providers.base import Http, ProviderError
 
     redact.register(*config.secret_values())  # tokens minted by the checks register themselves
     configure()  # what a library logs meanwhile is scrubbed too
-    healthy = True
+    results: dict[str, dict[str, Any]] = {}
     for name, configured in config.targets.items():
         label = f"{name} ({configured.provider})"
+        result: dict[str, Any] = {"provider": configured.provider, "ok": None, "mirror": None, "error": None}
+        results[name] = result
         if configured.templated and repo is None:
-            click.echo(f"{label}: SKIPPED: its mirror is named after the pushed repository; "
-                       "check it for one with --repo owner/name")
+            say(f"{label}: SKIPPED: its mirror is named after the pushed repository; "
+                "check it for one with --repo owner/name")
             continue
         try:
             target = mirrors.render(configured, repo or "")
             if configured.templated:
-                label += f" {mirrors.name(target)}"
+                result["mirror"] = mirrors.name(target)
+                label += f" {result['mirror']}"
             PROVIDERS[target.provider].check(target, Http(target, target.provider))
         except mirrors.UnusableName as exc:
-            healthy = False
-            click.echo(f"{label}: FAILED: {exc}")
+            result.update(ok=False, error=str(exc))
         except ProviderError as exc:
-            healthy = False
-            click.echo(f"{label}: FAILED: {redact.scrub(exc.reason)}")
+            result.update(ok=False, error=redact.scrub(exc.reason))
         else:
-            click.echo(f"{label}: OK")
-    return healthy
+            result["ok"] = True
+        say(f"{label}: OK" if result["ok"] else f"{label}: FAILED: {result['error']}")
+    return results
 
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="only report what is missing; redeliver nothing")
-def sweep(dry_run: bool) -> None:
+@json_option
+def sweep(dry_run: bool, as_json: bool) -> None:
     """One redelivery sweep of every source with an `api:` block: print what it found and did."""
     from bridge import redact
     from bridge.config import ConfigError
@@ -157,6 +190,9 @@ def sweep(dry_run: bool) -> None:
     reports = sweep_all(config, Store(connect(), config.retention), dry_run=dry_run)
     if not reports:
         raise click.ClickException("another sweep is running; try again in a minute")
+    if as_json:
+        click.echo(json.dumps([redact.scrub(asdict(report)) for report in reports], indent=2))
+        sys.exit(1 if any(report.errors for report in reports) else 0)
     for report in reports:
         verb = "would redeliver" if dry_run else "redelivered"
         click.echo(f"{report.source}: {report.listed} deliveries listed, {report.found} missed, "

@@ -12,9 +12,11 @@ import logging
 import math
 import random
 import time
-from datetime import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import requests
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -22,11 +24,11 @@ from rq.registry import ScheduledJobRegistry
 
 from bridge import metrics, mirrors
 from bridge.queueing import QUEUE_NAME
-from bridge.store import TERMINAL, Store
+from bridge.store import TERMINAL, Store, epoch, now_iso
 from workers import notify
 from workers.context import context
 from workers.providers import PROVIDERS
-from workers.providers.base import Permanent, Remote, Transient
+from workers.providers.base import Http, Permanent, ProviderError, Remote, Transient
 
 log = logging.getLogger("syncbridge.worker")
 # RQ counts returned Retry objects against ``max``; the job bounds itself by time and retries.
@@ -82,15 +84,16 @@ def _step(current: Job, job_id: str) -> Retry | None:
                     f"(last error: {job.get('last_error') or 'none'})")
     provider = PROVIDERS[target.provider]
     http = ctx.http(job["target"])
+    fields = {"job": job_id, "target": job["target"], "provider": job["provider"], "delivery": job["delivery"]}
     try:
         if job.get("remote") is None:
             store.increment(job_id, "attempts")
-            remote = provider.trigger(target, job, http)
-            log.info("job=%s target=%s triggered: %s %s", job_id, job["target"], remote.id, remote.status,
-                     extra={"job": job_id, "target": job["target"], "delivery": job["delivery"]})
+            with _call(store, job_id, "trigger", http, fields) as call:
+                remote = call.answered(provider.trigger(target, job, http))
         else:
             store.increment(job_id, "polls")
-            remote = provider.poll(target, job, Remote.from_json(job["remote"]), http)
+            with _call(store, job_id, "poll", http, fields) as call:
+                remote = call.answered(provider.poll(target, job, Remote.from_json(job["remote"]), http))
     except Transient as exc:
         return _after_transient(store, job, target.retries, target.timeout, exc.reason, exc.retry_after)
     except Permanent as exc:
@@ -108,6 +111,48 @@ def _step(current: Job, job_id: str) -> Retry | None:
     if remote.retry_after is not None:  # the provider asked us to slow down
         interval = max(interval, math.ceil(remote.retry_after))
     return Retry(max=UNBOUNDED, interval=[interval])
+
+
+class _Call:
+    """One provider call as the job's history keeps it (``Store.record_call``) and the log says it."""
+
+    def __init__(self, kind: str):
+        self.record: dict[str, Any] = {"at": now_iso(), "kind": kind, "http": None}
+        self.statuses: list[int] = []  # of every HTTP answer during the call: the last is the call's
+
+    def answered(self, remote: Remote) -> Remote:
+        self.record.update(state=remote.state, word=remote.status, error=remote.error)
+        return remote
+
+    def heard(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """A requests response hook: note the status of each answer."""
+        self.statuses.append(response.status_code)
+
+
+@contextmanager
+def _call(store: Store, job_id: str, kind: str, http: Http, fields: dict[str, Any]) -> Iterator[_Call]:
+    """Make one provider call inside this block; it is recorded in the job's history however it ends:
+    when, trigger or poll, the HTTP status, the provider's state and own word (or the error), how long."""
+    call = _Call(kind)
+    hooks = http.session.hooks["response"]
+    hooks.append(call.heard)
+    started = time.monotonic()
+    try:
+        yield call
+    except ProviderError as exc:
+        call.record.update(state="transient" if isinstance(exc, Transient) else "permanent", word=None,
+                           error=exc.reason)
+        raise
+    finally:
+        hooks.remove(call.heard)
+        duration = time.monotonic() - started
+        call.record.update(http=call.statuses[-1] if call.statuses else None, ms=round(duration * 1000))
+        store.record_call(job_id, call.record)
+        # The trigger is news (a line per sync); a poll is routine (a line per poll, at DEBUG).
+        log.log(logging.INFO if kind == "trigger" else logging.DEBUG, "job=%s target=%s %s: HTTP %s, %s in %.3f s",
+                job_id, fields["target"], "triggered" if kind == "trigger" else "polled", call.record["http"],
+                call.record.get("word") or call.record.get("error"), duration,
+                extra={**fields, "http_status": call.record["http"], "duration": round(duration, 3)})
 
 
 def on_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseException, traceback: Any) -> None:
@@ -134,7 +179,8 @@ def _after_transient(store: Store, job: dict[str, Any], retries: int, timeout: f
     if _elapsed(job) + delay > timeout:
         raise _fail(store, job["id"], f"{reason} (gave up: the target's timeout of {int(timeout)}s ran out)")
     log.warning("job=%s retry %d/%d in %ds: %s", job["id"], errors, retries, delay, reason,
-                extra={"job": job["id"], "target": job["target"], "delivery": job["delivery"]})
+                extra={"job": job["id"], "target": job["target"], "provider": job["provider"],
+                       "delivery": job["delivery"]})
     store.update(job["id"], last_error=reason)
     metrics.count_best_effort(store.redis, "retries", target=job["target"], provider=job["provider"])
     return Retry(max=UNBOUNDED, interval=[delay])
@@ -157,14 +203,15 @@ def end(store: Store, job_id: str, status: str, reason: str | None = None) -> No
     job = store.get(job_id)
     if job is None:
         return
-    context_fields = {"job": job_id, "target": job["target"], "delivery": job["delivery"]}
+    duration = _elapsed(job, until=job["finished_at"])
+    context_fields = {"job": job_id, "target": job["target"], "delivery": job["delivery"], "repo": job["repo"],
+                      "provider": job["provider"], "status": status, "duration": round(duration, 3)}
     if reason:
         log.warning("job=%s target=%s %s: %s", job_id, job["target"], status, reason, extra=context_fields)
     else:
         log.info("job=%s target=%s %s", job_id, job["target"], status, extra=context_fields)
     metrics.count_best_effort(store.redis, "jobs_finished", target=job["target"], status=status)
-    metrics.observe(store.redis, "sync_duration_seconds", _elapsed(job, until=job["finished_at"]),
-                    provider=job["provider"])
+    metrics.observe(store.redis, "sync_duration_seconds", duration, provider=job["provider"], target=job["target"])
     notify.announce(store.redis, job)
 
 
@@ -195,12 +242,8 @@ def _wake(store: Store, mirror: str) -> None:
 def _elapsed(job: dict[str, Any], until: str | None = None) -> float:
     """Seconds since the sync started (or until ``until``)."""
     started = job.get("started_at") or job["created_at"]
-    end = _epoch(until) if until else time.time()
-    return end - _epoch(started)
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    end = epoch(until) if until else time.time()
+    return end - epoch(started)
 
 
 def _current() -> Job:

@@ -1,13 +1,17 @@
-"""``syncbridge jobs [ID]``: the status routes from a terminal."""
+"""``syncbridge jobs [ID]``: the status routes from a terminal (and what ``retry`` and ``send-test`` share)."""
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
 import requests
+
+from bridge.commands import json_option
+from bridge.config import JOB_STATES
 
 
 def api_headers() -> dict[str, str]:
@@ -30,28 +34,56 @@ bridge_url_option = click.option(
     show_default="http://127.0.0.1:$PORT", help="the running bridge")
 
 
+def call(method: str, url: str, **kwargs: Any) -> requests.Response:
+    """One request to the bridge; not reaching it is said in words."""
+    try:
+        return requests.request(method, url, headers=api_headers(), timeout=10, **kwargs)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc}") from None
+
+
+def answer_json(response: requests.Response) -> dict[str, Any]:
+    """The answer's JSON object, or {} when it is not one (a proxy's HTML error page)."""
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def refusal(response: requests.Response) -> str:
+    """Why the bridge said no, in its words (its JSON ``error``), else the first line of what it said."""
+    error = answer_json(response).get("error")
+    if not error:
+        text = response.text.strip()
+        error = text.splitlines()[0][:200] if text else response.reason or "no reason given"
+    if response.status_code == 401:
+        given = "is not the bridge's" if api_headers() else "is not set in this shell"
+        error += f" (SYNCBRIDGE_API_TOKEN {given})"
+    return f"{error} ({response.status_code})"
+
+
 @click.command()
 @click.argument("job_id", required=False)
-@click.option("--status", type=click.Choice(["queued", "in_progress", "completed", "failed"]))
-@click.option("--target")
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--status", type=click.Choice(JOB_STATES), help="only jobs in this state")
+@click.option("--target", help="only this target's jobs (its exact name)")
+@click.option("--repo", help="only this repository's jobs (its exact full name, e.g. acme/widgets)")
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True, help="how many jobs at most")
+@json_option
 @bridge_url_option
-def jobs(job_id: str | None, status: str | None, target: str | None, limit: int, url: str) -> None:
+def jobs(job_id: str | None, status: str | None, target: str | None, repo: str | None, limit: int, as_json: bool,
+         url: str) -> None:
     """Show one job, or the newest jobs (filtered)."""
-    headers = api_headers()
     base = url.rstrip("/")
-    try:
-        if job_id:
-            response = requests.get(f"{base}/jobs/{job_id}", headers=headers, timeout=10)
-        else:
-            params = {"status": status, "target": target, "limit": limit}
-            response = requests.get(f"{base}/jobs", params=params, headers=headers, timeout=10)
-    except requests.RequestException as exc:
-        raise click.ClickException(f"cannot reach {base}: {exc}") from None
-    if response.status_code != 200:
-        raise click.ClickException(f"{response.status_code}: {response.text.strip()}")
-    data = response.json()
     if job_id:
+        response = call("GET", f"{base}/jobs/{job_id}")
+    else:
+        response = call("GET", f"{base}/jobs", params={"status": status, "target": target, "repo": repo,
+                                                       "limit": limit})
+    if response.status_code != 200:
+        raise click.ClickException(refusal(response))
+    data = response.json()
+    if job_id or as_json:
         click.echo(json.dumps(data, indent=2))
         return
     for job in data["jobs"]:

@@ -68,7 +68,7 @@ class Child:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="address the web server listens on")
 @click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", DEFAULT_PORT)),
-              show_default="$PORT or 8000")
+              show_default="$PORT or 8000", help="port of the web server (the dashboard and the hooks)")
 def run(host: str, port: int) -> None:
     """Run Redis (embedded unless REDIS_URL is set), the web server and a worker together."""
     env = dict(os.environ)

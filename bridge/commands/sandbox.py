@@ -6,8 +6,8 @@ import click
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8001, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=int, default=8001, show_default=True, help="port to listen on")
 def sandbox(host: str, port: int) -> None:
     """Serve the provider sandbox (Mesa, Google CSR, Bitbucket DC, Azure, CodeArts, GitLab, Gitea)."""
     from sandbox.server import main

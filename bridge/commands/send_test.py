@@ -10,18 +10,20 @@ import json
 import secrets
 import sys
 import time
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 import click
 import requests
 
 from bridge import config as config_module
-from bridge.commands.jobs import api_headers, bridge_url_option
+from bridge.commands import json_option
+from bridge.commands.jobs import answer_json, bridge_url_option, call, refusal
 from bridge.commands.run import demo_mode
 from bridge.config import ConfigError
 from bridge.globs import compile_glob
 from bridge.samples import signed_push, signing_secret
+from bridge.store import epoch
 
 TERMINAL = ("completed", "failed")
 
@@ -29,12 +31,18 @@ TERMINAL = ("completed", "failed")
 @click.command("send-test")
 @click.option("--source", "source_name", help="the source (key under `sources:`) to sign for; default: the only one")
 @click.option("--repo", help="repository full name (default: the first route's repo for this source)")
-@click.option("--ref", default="refs/heads/main", show_default=True)
+@click.option("--ref", default="refs/heads/main", show_default=True, help="the full ref the sample push moves")
 @bridge_url_option
 @click.option("--wait", "wait_seconds", type=float, default=60, show_default=True,
               help="seconds to follow the jobs (0: don't)")
-def send_test(source_name: str | None, repo: str | None, ref: str, url: str, wait_seconds: float) -> None:
-    """Send a correctly signed sample push and print the jobs and their final status."""
+@json_option
+def send_test(source_name: str | None, repo: str | None, ref: str, url: str, wait_seconds: float,
+              as_json: bool) -> None:
+    """Send a correctly signed sample push and print the jobs and their final status.
+
+    With --json, one JSON object at the end: the push's status and answer, and each job as it ended
+    (or as it was when --wait ran out). The exit status is 0 only when every job completed.
+    """
     try:
         config = config_module.load(config_module.DEMO_PATH if demo_mode() else None)
     except ConfigError as exc:
@@ -53,13 +61,26 @@ def send_test(source_name: str | None, repo: str | None, ref: str, url: str, wai
         response = requests.post(endpoint, data=raw, headers=headers, timeout=10)
     except requests.RequestException as exc:
         raise click.ClickException(f"cannot reach {endpoint}: {exc}") from None
-    click.echo(f"POST {endpoint} ({source.kind}: {repo} {ref} {after[:7]}) -> {response.status_code}")
-    answer = _json(response)
-    click.echo(json.dumps(answer, indent=2) if answer else response.text.strip())
-    if response.status_code != 202:
+    answer = answer_json(response)
+    say = _quiet if as_json else click.echo
+    say(f"POST {endpoint} ({source.kind}: {repo} {ref} {after[:7]}) -> {response.status_code}")
+    say(json.dumps(answer, indent=2) if answer else response.text.strip())
+    final: dict[str, dict[str, Any]] = {}
+    if response.status_code == 202 and wait_seconds > 0:
+        final = _follow(answer["jobs"], wait_seconds, say)
+    if as_json:
+        click.echo(json.dumps({"url": endpoint, "status": response.status_code, "answer": answer or response.text,
+                               "jobs": [final.get(job["id"], job) for job in answer.get("jobs", [])]}, indent=2))
+    if response.status_code != 202 or (wait_seconds > 0 and not _all_completed(answer["jobs"], final)):
         sys.exit(1)
-    if wait_seconds > 0 and not _follow(answer["jobs"], wait_seconds):
-        sys.exit(1)
+
+
+def _quiet(text: str) -> None:
+    """With --json, the progress lines are not printed: the one JSON object is."""
+
+
+def _all_completed(jobs: list[dict[str, Any]], final: dict[str, dict[str, Any]]) -> bool:
+    return len(final) == len(jobs) and all(job["status"] == "completed" for job in final.values())
 
 
 def _only_source(config: config_module.Config) -> str:
@@ -69,35 +90,20 @@ def _only_source(config: config_module.Config) -> str:
                                f" ({', '.join(config.sources) or 'none'})")
 
 
-def _json(response: requests.Response) -> dict[str, Any]:
-    """The answer's JSON object, or {} when it is not one (a proxy's HTML error page)."""
-    try:
-        answer = response.json()
-    except ValueError:
-        return {}
-    return answer if isinstance(answer, dict) else {}
-
-
-def _job(url: str, headers: dict[str, str]) -> dict[str, Any]:
+def _job(url: str) -> dict[str, Any]:
     """One job's record from its status route; a refusal is said in words, not as a KeyError."""
-    try:
-        response = requests.get(url, headers=headers, timeout=10)
-    except requests.RequestException as exc:
-        raise click.ClickException(f"cannot reach {url}: {exc}") from None
+    response = call("GET", url)
     if response.status_code == 200:
         return response.json()
-    error = _json(response).get("error") or response.text.strip()
     if response.status_code == 401:
-        given = "is not the bridge's" if headers else "is not set in this shell"
         raise click.ClickException(
-            f"the bridge took the push, but its job routes need its API token and SYNCBRIDGE_API_TOKEN {given}:"
-            f" export SYNCBRIDGE_API_TOKEN=<the bridge's token> and run again (GET {url} -> 401: {error})")
-    raise click.ClickException(f"GET {url} -> {response.status_code}: {error}")
+            f"the bridge took the push, but its job routes need its API token: export SYNCBRIDGE_API_TOKEN=<the "
+            f"bridge's token> and run again (GET {url}: {refusal(response)})")
+    raise click.ClickException(f"GET {url}: {refusal(response)}")
 
 
-def _follow(jobs: list[dict[str, Any]], wait_seconds: float) -> bool:
-    """Print each job's status as it changes; True when all completed."""
-    headers = api_headers()
+def _follow(jobs: list[dict[str, Any]], wait_seconds: float, say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Say each job's status as it changes; the jobs that ended, by id."""
     last: dict[str, str] = {}
     final: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + wait_seconds
@@ -105,35 +111,33 @@ def _follow(jobs: list[dict[str, Any]], wait_seconds: float) -> bool:
         for summary in jobs:
             if summary["id"] in final:
                 continue
-            job = _job(summary["url"], headers)
+            job = _job(summary["url"])
             remote = job.get("remote") or {}
             line = f"{job['status']}" + (f" (provider: {remote.get('status')})" if remote.get("status") else "")
             if last.get(job["id"]) != line:
                 last[job["id"]] = line
-                click.echo(f"  {job['target']:<20} {line}")
+                say(f"  {job['target']:<20} {line}")
             if job["status"] in TERMINAL:
                 final[job["id"]] = job
         time.sleep(0.25)
     if final:
         outcomes = [job["status"] for job in final.values()]
-        click.echo(f"done: {outcomes.count('completed')} completed, {outcomes.count('failed')} failed")
+        say(f"done: {outcomes.count('completed')} completed, {outcomes.count('failed')} failed")
     for summary in jobs:
         job = final.get(summary["id"])
         if job is not None:
             remote = (job.get("remote") or {}).get("status")
             mirror = f" {job['mirror']}" if job.get("mirror") else ""  # a templated target's, named after the repo
-            click.echo(f"  {job['target']:<20} {job['status']:<9} in {_seconds(job)}  ({job['provider']}{mirror}: "
-                       f"{remote})  {summary['url']}" + (f"\n    error: {job['error']}" if job.get("error") else ""))
+            say(f"  {job['target']:<20} {job['status']:<9} in {_seconds(job)}  ({job['provider']}{mirror}: "
+                f"{remote})  {summary['url']}" + (f"\n    error: {job['error']}" if job.get("error") else ""))
     if len(final) < len(jobs):
-        click.echo(f"still running after {wait_seconds:.0f}s; follow with `syncbridge jobs ID`")
-        return False
-    return all(job["status"] == "completed" for job in final.values())
+        say(f"still running after {wait_seconds:.0f}s; follow with `syncbridge jobs ID`")
+    return final
 
 
 def _seconds(job: dict[str, Any]) -> str:
     start, end = job.get("started_at") or job["created_at"], job["finished_at"]
-    parse = lambda stamp: datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # noqa: E731
-    return f"{(parse(end) - parse(start)).total_seconds():.1f} s"
+    return f"{epoch(end) - epoch(start):.1f} s"
 
 
 def _default_repo(config: config_module.Config, source: str) -> str:

@@ -75,7 +75,8 @@ def server(host: str, port: int, workers: int, threads: int = THREADS, target: s
 
 @click.command()
 @click.option("--host", default="0.0.0.0", show_default=True, help="address to listen on")
-@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", 8000)), show_default="$PORT or 8000")
+@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", 8000)), show_default="$PORT or 8000",
+              help="port to listen on")
 @click.option("--workers", type=int, default=lambda: int(os.environ.get("WEB_CONCURRENCY", 1)),
               show_default="$WEB_CONCURRENCY or 1", help="processes, each an event loop using about one core")
 @click.option("--threads", type=int, default=THREADS, show_default=True,

@@ -2,7 +2,8 @@
 
 ``verify(headers, body, secrets)`` raises :class:`bridge.events.Unauthorized`;
 ``parse(headers, body)`` returns a Push, Ping or Ignored, or raises BadPayload /
-UnsupportedMediaType. Adding a host is one module and one line below.
+UnsupportedMediaType; ``HEADERS`` names where the host puts its event, delivery id and signature
+(what the delivery log shows of every request). Adding a host is one module and one line below.
 """
 
 from __future__ import annotations

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.events import ZERO_SHA, BadPayload, Event, Ignored, Push, RefUpdate
+from bridge.events import ZERO_SHA, BadPayload, Event, HeaderNames, Ignored, Push, RefUpdate
 from bridge.sources import payloads
 from bridge.sources.bitbucket_server import EVENT_HEADER, NO_REF_CHANGED, SIGNATURE_HEADER, SIGNATURE_PREFIX
 from bridge.sources.signing import verify_hex_signature
 
 KIND = "bitbucket-cloud"
+HEADERS = HeaderNames(event=EVENT_HEADER, delivery=("X-Request-UUID",), signature=(SIGNATURE_HEADER,))
 REF_PREFIXES = {"branch": "refs/heads/", "named_branch": "refs/heads/", "tag": "refs/tags/"}
 
 
@@ -26,7 +27,7 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> Non
 
 def parse(headers: Mapping[str, str], body: bytes) -> Event:
     """Turn a verified delivery into a Push (all its refs) or Ignored."""
-    delivery = headers.get("X-Request-UUID") or None
+    delivery = headers.get(HEADERS.delivery[0]) or None
     event = payloads.header(headers, EVENT_HEADER)
     payload = payloads.load(headers.get("Content-Type"), body, host="Bitbucket Cloud")
     if event != "repo:push":

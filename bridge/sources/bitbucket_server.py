@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.events import BadPayload, Event, Ignored, Ping, Push, RefUpdate
+from bridge.events import BadPayload, Event, HeaderNames, Ignored, Ping, Push, RefUpdate
 from bridge.sources import payloads
 from bridge.sources.signing import verify_hex_signature
 
@@ -19,6 +19,7 @@ SIGNATURE_HEADER = "X-Hub-Signature"
 SIGNATURE_PREFIX = "sha256="
 EVENT_HEADER = "X-Event-Key"
 NO_REF_CHANGED = "no ref changed"
+HEADERS = HeaderNames(event=EVENT_HEADER, delivery=("X-Request-Id",), signature=(SIGNATURE_HEADER,))
 
 
 def verify(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> None:
@@ -28,7 +29,7 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> Non
 
 def parse(headers: Mapping[str, str], body: bytes) -> Event:
     """Turn a verified delivery into a Push (all its refs), Ping or Ignored."""
-    delivery = headers.get("X-Request-Id") or None
+    delivery = headers.get(HEADERS.delivery[0]) or None
     event = payloads.header(headers, EVENT_HEADER)
     payload = payloads.load(headers.get("Content-Type"), body, host="Bitbucket Data Center")
     if event == "diagnostics:ping":

@@ -14,6 +14,7 @@ from bridge.sources.gitea import Flavour, parse_as, verify_as
 KIND = "forgejo"
 FORGEJO = Flavour(host="Forgejo", signature="X-Forgejo-Signature", event="X-Forgejo-Event",
                   delivery="X-Forgejo-Delivery")
+HEADERS = FORGEJO.headers
 
 
 def verify(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> None:

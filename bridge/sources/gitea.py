@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bridge.events import ZERO_SHA, Event, Ignored, Ping, Push, Unauthorized
+from bridge.events import ZERO_SHA, Event, HeaderNames, Ignored, Ping, Push, Unauthorized
 from bridge.sources import payloads
 from bridge.sources.signing import verify_hex_signature
 
@@ -33,9 +33,14 @@ class Flavour:
     event: str
     delivery: str
 
+    @property
+    def headers(self) -> HeaderNames:
+        return HeaderNames(event=self.event, delivery=(self.delivery,), signature=(self.signature,))
+
 
 GITEA = Flavour(host="Gitea", signature="X-Gitea-Signature", event="X-Gitea-Event",
                 delivery="X-Gitea-Delivery")
+HEADERS = GITEA.headers
 
 
 def verify(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> None:

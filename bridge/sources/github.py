@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bridge.events import Event, Ignored, Ping, Push
+from bridge.events import Event, HeaderNames, Ignored, Ping, Push
 from bridge.sources import payloads
 from bridge.sources.signing import parse_hex_digest, verify_digest
 
 KIND = "github"
 SIGNATURE_HEADER = "X-Hub-Signature-256"
+HEADERS = HeaderNames(event="X-GitHub-Event", delivery=("X-GitHub-Delivery",), signature=(SIGNATURE_HEADER,))
 
 
 def verify(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> None:
@@ -20,8 +21,8 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> Non
 
 def parse(headers: Mapping[str, str], body: bytes) -> Event:
     """Turn a verified delivery into a Push, Ping or Ignored."""
-    delivery = headers.get("X-GitHub-Delivery") or None
-    event = payloads.header(headers, "X-GitHub-Event")
+    delivery = headers.get(HEADERS.delivery[0]) or None
+    event = payloads.header(headers, HEADERS.event)
     payload = payloads.load(headers.get("Content-Type"), body, host="GitHub", form=True)
     if event == "ping":
         return Ping(delivery)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bridge.events import Event, Ignored, Push, Unauthorized
+from bridge.events import Event, HeaderNames, Ignored, Push, Unauthorized
 from bridge.sources import payloads
 from bridge.sources.signing import token_matches, verify_standard_webhook
 
@@ -25,6 +25,8 @@ SIGNATURE_HEADER = "webhook-signature"
 MESSAGE_ID_HEADER = "webhook-id"
 SIGNING_TOKEN_PREFIX = b"whsec_"  # GitLab accepts signing tokens only in this form
 EVENT_HEADER = "X-Gitlab-Event"
+HEADERS = HeaderNames(event=EVENT_HEADER, delivery=(MESSAGE_ID_HEADER, "Idempotency-Key", "X-Gitlab-Event-UUID"),
+                      signature=(SIGNATURE_HEADER, TOKEN_HEADER))
 PUSH_EVENTS = frozenset({"Push Hook", "Tag Push Hook"})
 SYSTEM_HOOK = "System Hook"
 SYSTEM_PUSH_EVENTS = frozenset({"push", "tag_push"})
@@ -54,8 +56,7 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> Non
 
 def parse(headers: Mapping[str, str], body: bytes) -> Event:
     """Turn a verified delivery into a Push or Ignored (GitLab sends no ping)."""
-    delivery = (headers.get(MESSAGE_ID_HEADER) or headers.get("Idempotency-Key")
-                or headers.get("X-Gitlab-Event-UUID") or None)
+    delivery = next((value for name in HEADERS.delivery if (value := headers.get(name))), None)
     event = payloads.header(headers, EVENT_HEADER)
     payload = payloads.load(headers.get("Content-Type"), body, host="GitLab")
     if event == SYSTEM_HOOK:

@@ -1,47 +1,73 @@
-"""``GET /``: a page for people. Server-rendered, then refreshed every 2 s by ``static/dashboard.js``."""
+"""``GET /``: the dashboard, a page for people. Server-rendered; ``static/console.js`` refreshes it
+every 2 s from the same URL, so the filters (in the URL) survive a refresh and a reload.
+
+Filters match any part of a target's or repository's name, in any case; 100 jobs a page.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, jsonify
 from redis.exceptions import RedisError
 
 from bridge.app import current
 from bridge.config import JOB_STATES
 from bridge.connection import problem
-from bridge.store import NEXT_RECONCILE_KEY, public
+from bridge.store import NEXT_RECONCILE_KEY, iso, public
+from bridge.views import params
+from bridge.views.pages import page, unavailable
 
 bp = Blueprint("dashboard", __name__)
+PAGE_SIZE = 100
+
+
+def filters() -> dict[str, str]:
+    """The filters this request asks for, as they appear in its URL (empty ones left out)."""
+    chosen = {"status": params.status() or "", "target": (params.one("target") or "").strip(),
+              "repo": (params.one("repo") or "").strip()}
+    return {name: value for name, value in chosen.items() if value}
 
 
 def state() -> dict[str, Any]:
-    """Recent jobs (filtered like /jobs) and each target's last success."""
+    """A page of recent jobs (filtered), each target's card, and the last sweeps."""
     bridge = current()
-    status = request.args.get("status") or None
-    jobs = bridge.store.recent(status=status if status in JOB_STATES else None,
-                               target=request.args.get("target") or None,
-                               repo=request.args.get("repo") or None, limit=100)
-    successes = bridge.store.last_successes()
-    reconciles = bridge.store.schedules(NEXT_RECONCILE_KEY)
-    targets = [{"name": name, "provider": target.provider, "last_success": successes.get(name),
-                "next_reconcile": _iso(reconciles.get(name)) if target.reconcile_every else None}
-               for name, target in bridge.config.targets.items()]
-    sweeps = [{**report, "at": _iso(report["at"])} for report in bridge.store.sweeps().values()]
-    return {"jobs": [public(job) for job in jobs], "targets": targets, "sweeps": sweeps}
+    chosen, number = filters(), params.whole_number("page", 1, minimum=1)
+    jobs, more = bridge.store.page(status=chosen.get("status"), target=chosen.get("target"),
+                                   repo=chosen.get("repo"), limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
+                                   contains=True)
+    sweeps = [{**report, "at": iso(report["at"], "seconds")} for report in bridge.store.sweeps().values()]
+    return {"jobs": [public(job) for job in jobs], "targets": targets(), "sweeps": sweeps,
+            "filters": chosen, "page": number, "more": more}
 
 
-def _iso(epoch: float | None) -> str | None:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if epoch else None
+def targets() -> list[dict[str, Any]]:
+    """Per target: its last success, its last failure and why, what it does now, its next reconcile.
+
+    ``failing`` when its newest ended sync failed: a green "last success" must not hide that.
+    """
+    bridge = current()
+    successes, failures = bridge.store.last_successes(), bridge.store.last_failures()
+    activity, reconciles = bridge.store.activity(), bridge.store.schedules(NEXT_RECONCILE_KEY)
+    cards = []
+    for name, target in bridge.config.targets.items():
+        success, failure = successes.get(name), failures.get(name)
+        now = activity.get(name, {})
+        cards.append({
+            "name": name, "provider": target.provider, "last_success": success, "last_failure": failure,
+            "failing": failure is not None and (success is None or failure["at"] > success["at"]),
+            "state": "running" if now.get("running") else "queued" if now.get("queued") else
+                     "stalled" if now.get("stalled") else "idle",
+            "queued": now.get("queued", 0),
+            "next_reconcile": iso(reconciles[name], "seconds") if target.reconcile_every and name in reconciles
+            else None,
+        })
+    return cards
 
 
 @bp.get("/")
 def index():
-    try:
-        return render_template("dashboard.html", states=JOB_STATES, **state())
-    except RedisError as exc:  # a page for people: say what is wrong in words, and look again soon
-        return _unavailable(render_template("unavailable.html", reason=problem(exc)))
+    return page("dashboard.html", lambda: {"states": JOB_STATES, **state()})
 
 
 @bp.get("/dashboard.json")
@@ -49,8 +75,4 @@ def data():
     try:
         return jsonify(state())
     except RedisError as exc:  # the page's script shows this error in place of "updated"
-        return _unavailable(jsonify(error=problem(exc)))
-
-
-def _unavailable(body: str | Response) -> tuple[str | Response, int, dict[str, str]]:
-    return body, 503, {"Retry-After": "5"}
+        return unavailable(jsonify(error=problem(exc)))

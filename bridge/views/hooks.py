@@ -2,19 +2,26 @@
 
 ``syncbridge web`` answers this route on its event-loop edge (:mod:`bridge.receiver`) before
 Flask sees it; this view gives the same answers from the same :class:`bridge.hooks.Hooks`,
-storing each delivery in a script call of its own.
+storing each delivery in a script call of its own, and writes its entry in the delivery log
+(``bridge.deliveries``) at once rather than once a second as the edge does.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+
 from flask import Blueprint, Response, current_app, jsonify, request
+from redis.exceptions import RedisError
 
 from bridge import metrics
 from bridge.app import current
-from bridge.hooks import Accepted, Answer
+from bridge.hooks import REDIS_DOWN_ANSWER, Accepted, Answer
+from bridge.queueing import Receipt
 from bridge.views.auth import public
 
 bp = Blueprint("hooks", __name__)
+logger = logging.getLogger("syncbridge.hooks")
 
 
 @bp.route("/hooks/<source>", methods=["GET", "POST"])
@@ -22,18 +29,36 @@ bp = Blueprint("hooks", __name__)
 def receive(source: str) -> Response:
     if request.method != "POST":
         return _json(Answer(405, {"error": "webhooks are POSTed"}, (("Allow", "POST"),)))
+    bridge = current()
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     body = _read_body(limit)
     if body is None:
-        return _json(Answer(413, {"error": f"the body is over {limit} bytes"}, (("Connection", "close"),)))
-    bridge = current()
+        return _json(_logged(source, Answer(413, {"error": f"the body is over {limit} bytes"},
+                                            (("Connection", "close"),))))
     result = bridge.hooks.check(source, request.headers, body)
     if isinstance(result, Accepted):
-        receipt = bridge.enqueuer.commit([result.delivery])[0]
-        result = bridge.hooks.answer(result, receipt, request.url_root + "jobs/")
-    elif result.outcome is not None:
+        try:
+            receipt = bridge.enqueuer.commit([result.delivery])[0]
+        except RedisError:
+            _logged(source, REDIS_DOWN_ANSWER, result)
+            raise  # the app's handler answers 503
+        return _json(_logged(source, bridge.hooks.answer(result, receipt, request.url_root + "jobs/"), result,
+                             receipt))
+    if result.outcome is not None:
         metrics.count_best_effort(bridge.redis, "webhooks_received", source=source, outcome=result.outcome)
-    return _json(result)
+    return _json(_logged(source, result))
+
+
+def _logged(source: str, answer: Answer, accepted: Accepted | None = None, receipt: Receipt | None = None) -> Answer:
+    """Write the delivery's entry in the delivery log now (best effort: the answer stands without it)."""
+    log = current().deliveries
+    pipe = current().redis.pipeline(transaction=False)
+    log.write(pipe, [(time.time(), source, request.headers, answer, accepted, receipt)])
+    try:
+        pipe.execute()
+    except RedisError as exc:
+        logger.debug("delivery log not written: %s", exc)
+    return answer
 
 
 def _read_body(limit: int) -> bytes | None:

@@ -16,12 +16,12 @@ from typing import Any, Literal, Protocol
 
 import requests
 
-from bridge import redact
+from bridge import __version__, redact
 from bridge.config import TargetBase
 
 State = Literal["running", "completed", "failed"]
 CONNECT_TIMEOUT = 5.0
-USER_AGENT = "syncbridge/0.1 (+https://github.com/syncbridge/syncbridge)"
+USER_AGENT = f"syncbridge/{__version__} (+https://github.com/syncbridge/syncbridge)"
 
 
 @dataclass

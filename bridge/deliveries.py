@@ -1,0 +1,275 @@
+"""Deliveries as the bridge saw them: every POST to ``/hooks/<source>``, accepted or refused.
+
+A host's own page of recent deliveries shows its side; this is ours. An operator whose secret
+is wrong sees "received, signature did not match" here instead of nothing: each entry keeps the
+event, the delivery id, the user agent, whether a signature or token was present (never its
+value), the answer (202, 200, 401, 400, 413, 415...) and why, and the jobs the delivery created,
+joined or (a redelivery) named again.
+
+Kept in Redis, one stream per configured source (``XADD ... MAXLEN ~ KEPT``, trimmed to the
+config's ``retention`` too, and expiring after it), one JSON field per entry; requests to an
+unknown source share one stream, so a scanner inventing names cannot make keys. A job's page
+finds the deliveries that fed it in its source's stream (entries name their jobs), so no key
+per job is written for them.
+
+The edge never waits for this: :meth:`DeliveryLog.add` appends a tuple to a bounded in-process
+buffer (what does not fit is dropped and counted), and the receiver flushes it once a second in
+one pipeline (:meth:`DeliveryLog.write`); the headers object is kept as it came, and read only
+then.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import orjson
+from redis import Redis
+from redis.client import Pipeline
+
+from bridge import redact
+from bridge.config import Config
+from bridge.events import HeaderNames
+from bridge.hooks import Accepted, Answer
+from bridge.queueing import Receipt
+from bridge.sources import SOURCES
+from bridge.store import PREFIX, iso
+
+KEPT = 1000  # entries per source's stream (approximately: Redis trims whole nodes)
+BUFFER = 10_000  # entries one web process holds between flushes; beyond it they are dropped and counted
+MAX_ID_PART = 2**64 - 1  # each part of a stream entry id
+FIELD_MAX = 200  # characters kept of what a sender chose (user agent, delivery id, a source name)
+UNKNOWN_SOURCE_KEY = f"{PREFIX}:deliveries-unknown-source"
+_EVERY_HOST = list(dict.fromkeys(module.HEADERS for module in SOURCES.values()))  # for an unknown source
+# Seen: when, the source asked for, the request's headers, the answer, and for a stored delivery what
+# was stored and the script's receipt.
+Seen = tuple[float, str, Mapping[str, str], Answer, Accepted | None, Receipt | None]
+
+BATCH = 500  # entries per script call
+SEQUENCE_KEY = f"{PREFIX}:deliveries-sequence"
+# Stores a flush's entries: the stream of each, trimmed to its length and age, expiring after the retention.
+# Entry ids are <ms>-<n> with n from one counter for every stream, so no two streams share an id and the
+# merged listing pages exactly ("older than this id"); a clock that stepped back gets Redis's own id.
+_STORE = """
+-- KEYS[1] the sequence counter; ARGV[1] entries kept per stream, ARGV[2] the oldest entry id kept,
+-- ARGV[3] retention (s), then per entry: its stream's key, the entry (JSON)
+redis.replicate_commands()  -- Redis 6: TIME before a write
+local count = (#ARGV - 3) / 2
+local first = redis.call('INCRBY', KEYS[1], count) - count
+local time = redis.call('TIME')
+local ms = tostring(tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
+local streams = {}
+for i = 4, #ARGV, 2 do
+  first = first + 1
+  local added = redis.pcall('XADD', ARGV[i], 'MAXLEN', '~', ARGV[1], ms .. '-' .. first, 'e', ARGV[i + 1])
+  if type(added) == 'table' and added.err then
+    redis.call('XADD', ARGV[i], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
+  end
+  streams[ARGV[i]] = true
+end
+for key in pairs(streams) do
+  redis.call('XTRIM', key, 'MINID', '~', ARGV[2])
+  redis.call('EXPIRE', key, ARGV[3])
+end
+return 0
+"""
+
+VERDICTS = {
+    202: "accepted",
+    400: "refused: not a push this host sends",
+    404: "unknown source: the config has no source of this name",
+    408: "the body did not arrive in time",
+    413: "refused: the body is over the size limit",
+    415: "refused: a content type or encoding this host never sends",
+    500: "internal error: nothing was stored",
+    503: "not stored: the bridge could not take it (Redis down, or busy); the host should retry",
+}
+
+
+def stream_key(source: str | None) -> str:
+    """The stream of a configured source's deliveries; None: requests to sources that do not exist."""
+    return UNKNOWN_SOURCE_KEY if source is None else f"{PREFIX}:deliveries:{source}"
+
+
+class DeliveryLog:
+    """The delivery log of one config: the web process's buffer, and reading the log back."""
+
+    def __init__(self, config: Config, redis: Redis, buffer: int = BUFFER):
+        self._store = redis.register_script(_STORE)
+        self.retention = int(config.retention)
+        self.headers = {name: SOURCES[source.kind].HEADERS for name, source in config.sources.items()}
+        self.limit = buffer
+        self.pending: list[Seen] = []
+        self.dropped = 0
+
+    def add(self, source: str, headers: Mapping[str, str], answer: Answer, accepted: Accepted | None = None,
+            receipt: Receipt | None = None) -> Answer:
+        """Note one request for the next flush (a tuple appended: the edge's request path pays no more)."""
+        if len(self.pending) < self.limit:
+            self.pending.append((time.time(), source, headers, answer, accepted, receipt))
+        else:
+            self.dropped += 1
+        return answer
+
+    def take(self) -> tuple[list[Seen], int]:
+        """What was noted since the last take, and how many did not fit."""
+        taken, dropped = self.pending, self.dropped
+        self.pending, self.dropped = [], 0
+        return taken, dropped
+
+    def write(self, pipe: Pipeline, seen: Iterable[Seen]) -> None:
+        """Queue on ``pipe`` the script calls that store ``seen`` (``BATCH`` entries a call, so no call
+        holds Redis long): one XADD each, then trim and expiry per stream, all inside Redis."""
+        args = [arg for entry in seen
+                for arg in (stream_key(entry[1] if entry[1] in self.headers else None), self._encode(entry))]
+        oldest = f"{int((time.time() - self.retention) * 1000)}-0"
+        for start in range(0, len(args), 2 * BATCH):
+            self._store(keys=[SEQUENCE_KEY], args=[KEPT, oldest, self.retention, *args[start:start + 2 * BATCH]],
+                        client=pipe)
+
+    def _encode(self, entry: Seen) -> bytes:
+        """One stream entry: one JSON object, scrubbed as a whole, what a sender chose cut to ``FIELD_MAX``.
+
+        One field and one scrub per entry: the flush runs in the web process, beside the edge.
+        """
+        at, source, headers, answer, accepted, receipt = entry
+        names = self.headers.get(source)
+        tried = [names] if names is not None else _EVERY_HOST
+        body = answer.body
+        fields: dict[str, Any] = {
+            "at": at, "source": source[:FIELD_MAX],
+            "event": next((value for n in tried if (value := headers.get(n.event))), "")[:FIELD_MAX],
+            "delivery": (receipt.delivery if receipt is not None else _first(headers, tried))[:FIELD_MAX],
+            "agent": (headers.get("User-Agent") or "")[:FIELD_MAX],
+            "signed": any(headers.get(name) for n in tried for name in n.signature),
+            "status": answer.status, "outcome": _outcome(answer, receipt),
+            "reason": str(body.get("error") or body.get("ignored") or ""),
+        }
+        if accepted is not None:  # the refs that chose targets (Bitbucket pushes several at once)
+            updates = {match.update: None for match in accepted.matches if match.update is not None}
+            fields["repo"] = accepted.repo
+            fields["ref"] = ", ".join(update.ref for update in updates)
+            fields["after"] = ", ".join(update.after for update in updates)
+        if receipt is not None:
+            fields["jobs"] = _jobs(accepted, receipt)
+        return redact.scrub(orjson.dumps(fields).decode()).encode()
+
+    def recent(self, redis: Redis, sources: Iterable[str | None], *, limit: int = 100,
+               before: str | None = None, status: str | None = None) -> tuple[list[dict[str, Any]], bool]:
+        """The newest entries of ``sources`` (None: unknown sources) merged, newest first, and whether
+        there are older ones. ``before``: only entries older than that entry id (the next page);
+        ``status``: ``accepted`` (2xx), ``refused`` (any other) or one status code."""
+        keys = [stream_key(source) for source in sources]
+        found: list[dict[str, Any]] = []
+        end = _older_than(before) if before else "+"
+        while end is not None:
+            pipe = redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.xrevrange(key, end, "-", count=limit + 1)
+            batch = sorted((entry for key, entries in zip(keys, pipe.execute(), strict=True)
+                            for entry in _decode(key, entries)), key=_order, reverse=True)[:limit + 1]
+            found += [entry for entry in batch if _wanted(entry, status)]
+            if len(found) > limit or len(batch) <= limit:
+                return found[:limit], len(found) > limit or len(batch) > limit
+            end = f"({batch[-1]['id']}"
+        return [], False
+
+    def find(self, redis: Redis, sources: Iterable[str], delivery: str) -> list[dict[str, Any]]:
+        """Every entry of ``sources`` whose delivery id is ``delivery``, newest first (a redelivery
+        makes a second one)."""
+        return self._matching(redis, sources, lambda entry: entry["delivery"] == delivery)
+
+    def fed(self, redis: Redis, source: str, job_id: str) -> list[dict[str, Any]]:
+        """The deliveries of ``source`` that created or joined the job, newest first (as far back as the
+        log keeps: the newest ``KEPT`` of the source)."""
+        return self._matching(redis, [source], lambda entry: any(job["id"] == job_id and job["how"] != "redelivered"
+                                                                 for job in entry["jobs"]))
+
+    def _matching(self, redis: Redis, sources: Iterable[str], wanted: Callable[[dict[str, Any]], bool]
+                  ) -> list[dict[str, Any]]:
+        keys = [stream_key(source) for source in sources]
+        pipe = redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.xrevrange(key, "+", "-")
+        entries = [entry for key, found in zip(keys, pipe.execute(), strict=True) for entry in _decode(key, found)
+                   if wanted(entry)]
+        return sorted(entries, key=_order, reverse=True)
+
+
+def verdict(entry: Mapping[str, Any]) -> str:
+    """The answer in words, as an operator asks it: was it received, and what became of it."""
+    status, outcome = int(entry["status"]), entry.get("outcome")
+    if status == 401:
+        return ("received, signature did not match" if entry.get("signed")
+                else "received without a signature or token")
+    if status == 200:
+        return {"duplicate": "a redelivery: the same jobs again, nothing new queued", "ping": "a ping, answered",
+                }.get(outcome or "", "ignored")
+    if status == 202:
+        jobs = entry.get("jobs") or []
+        created = sum(1 for job in jobs if job.get("how") == "created")
+        joined = len(jobs) - created
+        queued = f"accepted: {created} job{'s' * (created != 1)} queued"
+        return queued + (f", {joined} waiting joined" if joined else "")
+    return VERDICTS.get(status, f"answered {status}")
+
+
+def _older_than(entry_id: str) -> str | None:
+    """XREVRANGE's exclusive end for entries older than ``entry_id`` (digits, or digits-digits), None
+    when nothing can be; an id past the largest Redis allows means no bound at all."""
+    milliseconds, _, sequence = entry_id.partition("-")
+    ms, seq = int(milliseconds), int(sequence or 0)
+    if ms > MAX_ID_PART or seq > MAX_ID_PART:
+        return "+" if ms >= MAX_ID_PART else f"({ms}-{MAX_ID_PART}"
+    return None if ms == seq == 0 else f"({ms}-{seq}"
+
+
+def _first(headers: Mapping[str, str], tried: list[HeaderNames]) -> str:
+    return next((value for names in tried for name in names.delivery if (value := headers.get(name))), "")
+
+
+def _outcome(answer: Answer, receipt: Receipt | None) -> str:
+    if answer.outcome is not None:
+        return answer.outcome
+    if receipt is not None:
+        return "duplicate" if receipt.seen_before else "accepted"
+    return ""
+
+
+def _jobs(accepted: Accepted | None, receipt: Receipt) -> list[dict[str, str]]:
+    """The jobs a stored delivery created, joined, or (seen before) named again."""
+    if receipt.seen_before:
+        return [{"id": job_id, "target": target, "how": "redelivered"} for job_id, target, _ in receipt.seen]
+    assert accepted is not None
+    prepared = [job_id for _, (_, job_id, *_rest) in accepted.delivery.targets]
+    return [{"id": job_id, "target": target, "how": "created" if job_id == mine else "joined"}
+            for job_id, target, mine in zip(receipt.job_ids, accepted.targets, prepared, strict=True)]
+
+
+def _decode(key: bytes | str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[dict[str, Any]]:
+    decoded = []
+    for entry_id, raw in entries:
+        entry: dict[str, Any] = orjson.loads(raw[b"e"])
+        entry["id"] = entry_id.decode()
+        entry["at"] = iso(entry["at"])
+        entry.setdefault("jobs", [])
+        entry["known_source"] = key != UNKNOWN_SOURCE_KEY
+        entry["verdict"] = verdict(entry)
+        decoded.append(entry)
+    return decoded
+
+
+def _order(entry: dict[str, Any]) -> tuple[int, int]:
+    milliseconds, _, sequence = entry["id"].partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def _wanted(entry: dict[str, Any], status: str | None) -> bool:
+    if status is None:
+        return True
+    if status == "accepted":
+        return 200 <= entry["status"] < 300
+    if status == "refused":
+        return not 200 <= entry["status"] < 300
+    return str(entry["status"]) == status
