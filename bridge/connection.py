@@ -224,12 +224,12 @@ class AsyncScript:
     script and ``WAIT`` together and reads both replies: one round trip per batch still.
     """
 
-    def __init__(self, script: Script, url: str | None = None):
+    def __init__(self, script: Script, url: str | None = None, *, replicated: bool = True):
         self._script = script
         # Kept: a Sentinel pool's connections refer to it weakly, for the primary's address.
         self._pool: AsyncConnectionPool = _client(AsyncRedis, AsyncSentinel, url, blocking=False).connection_pool
         self._connection: AsyncConnection | None = None
-        self._replicas = replicas()
+        self._replicas = replicas() if replicated else 0  # what no accepted delivery depends on needs no WAIT
         self._wait = hiredis.pack_command(("WAIT", self._replicas, REPLICA_WAIT_MS)) if self._replicas else b""
 
     async def __call__(self, keys: list[Any], args: list[Any]) -> Any:

@@ -12,15 +12,18 @@ unknown source share one stream, so a scanner inventing names cannot make keys. 
 finds the deliveries that fed it in its source's stream (entries name their jobs), so no key
 per job is written for them.
 
-The edge never waits for this: :meth:`DeliveryLog.add` appends a tuple to a bounded in-process
-buffer (what does not fit is dropped and counted), and the receiver flushes it once a second in
+The edge never waits for this: :meth:`DeliveryLog.add` appends a tuple to an in-process buffer
+per stream that holds the newest ``KEPT`` entries (what a stream would trim at once anyway: in a
+burst the older ones are overwritten and counted), and the receiver flushes it once a second in
 one pipeline (:meth:`DeliveryLog.write`); the headers object is kept as it came, and read only
-then.
+then. So a burst of thousands of deliveries a second costs the flush at most ``KEPT`` entries per
+source, and the process holds no more than that many between flushes.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -36,15 +39,16 @@ from bridge.queueing import Receipt
 from bridge.sources import SOURCES
 from bridge.store import PREFIX, iso
 
-KEPT = 1000  # entries per source's stream (approximately: Redis trims whole nodes)
-BUFFER = 10_000  # entries one web process holds between flushes; beyond it they are dropped and counted
+KEPT = 1000  # entries per source's stream (approximately: Redis trims whole nodes), and per buffer
 MAX_ID_PART = 2**64 - 1  # each part of a stream entry id
 FIELD_MAX = 200  # characters kept of what a sender chose (user agent, delivery id, a source name)
 UNKNOWN_SOURCE_KEY = f"{PREFIX}:deliveries-unknown-source"
 _EVERY_HOST = list(dict.fromkeys(module.HEADERS for module in SOURCES.values()))  # for an unknown source
-# Seen: when, the source asked for, the request's headers, the answer, and for a stored delivery what
-# was stored and the script's receipt.
-Seen = tuple[float, str, Mapping[str, str], Answer, Accepted | None, Receipt | None]
+# Seen: one noted request, flat and made of strings and numbers only (a tuple the garbage collector
+# stops tracking): when, the source asked for, event, delivery id, user agent, whether it was signed,
+# status, outcome, reason; for a stored delivery its repository, refs, shas and jobs (id, target, how).
+Seen = tuple[float, str, str, str, str, bool, int, str, str, str | None, str | None, str | None,
+             tuple[tuple[str, str, str], ...] | None]
 
 BATCH = 500  # entries per script call
 SEQUENCE_KEY = f"{PREFIX}:deliveries-sequence"
@@ -95,64 +99,98 @@ def stream_key(source: str | None) -> str:
 class DeliveryLog:
     """The delivery log of one config: the web process's buffer, and reading the log back."""
 
-    def __init__(self, config: Config, redis: Redis, buffer: int = BUFFER):
-        self._store = redis.register_script(_STORE)
+    def __init__(self, config: Config, redis: Redis, kept: int = KEPT):
+        self.script = redis.register_script(_STORE)  # the edge runs it on a connection of its own
         self.retention = int(config.retention)
         self.headers = {name: SOURCES[source.kind].HEADERS for name, source in config.sources.items()}
-        self.limit = buffer
-        self.pending: list[Seen] = []
+        self.kept = kept
+        # Per stream (a configured source, or None for every unknown one): the newest entries since the
+        # last flush; one that would push out an older one counts as dropped (its stream would have
+        # trimmed it anyway).
+        self.pending: dict[str | None, deque[Seen]] = {}
         self.dropped = 0
 
     def add(self, source: str, headers: Mapping[str, str], answer: Answer, accepted: Accepted | None = None,
             receipt: Receipt | None = None) -> Answer:
-        """Note one request for the next flush (a tuple appended: the edge's request path pays no more)."""
-        if len(self.pending) < self.limit:
-            self.pending.append((time.time(), source, headers, answer, accepted, receipt))
-        else:
+        """Note one request for the next flush (:meth:`entry`); returns ``answer``, for the caller's ``return``."""
+        entry = self.entry(source, headers, answer, accepted, receipt)
+        stream = source if source in self.headers else None
+        buffer = self.pending.get(stream)
+        if buffer is None:
+            buffer = self.pending[stream] = deque(maxlen=self.kept)
+        elif len(buffer) == self.kept:
             self.dropped += 1
+        buffer.append(entry)
         return answer
 
-    def take(self) -> tuple[list[Seen], int]:
-        """What was noted since the last take, and how many did not fit."""
-        taken, dropped = self.pending, self.dropped
-        self.pending, self.dropped = [], 0
-        return taken, dropped
+    def entry(self, source: str, headers: Mapping[str, str], answer: Answer, accepted: Accepted | None = None,
+              receipt: Receipt | None = None) -> Seen:
+        """One request as a flat tuple of strings and numbers: what the log keeps of it.
 
-    def write(self, pipe: Pipeline, seen: Iterable[Seen]) -> None:
-        """Queue on ``pipe`` the script calls that store ``seen`` (``BATCH`` entries a call, so no call
-        holds Redis long): one XADD each, then trim and expiry per stream, all inside Redis."""
-        args = [arg for entry in seen
-                for arg in (stream_key(entry[1] if entry[1] in self.headers else None), self._encode(entry))]
-        oldest = f"{int((time.time() - self.retention) * 1000)}-0"
-        for start in range(0, len(args), 2 * BATCH):
-            self._store(keys=[SEQUENCE_KEY], args=[KEPT, oldest, self.retention, *args[start:start + 2 * BATCH]],
-                        client=pipe)
-
-    def _encode(self, entry: Seen) -> bytes:
-        """One stream entry: one JSON object, scrubbed as a whole, what a sender chose cut to ``FIELD_MAX``.
-
-        One field and one scrub per entry: the flush runs in the web process, beside the edge.
+        A few header look-ups now rather than the request's objects kept until the flush: a second's
+        thousands of live requests, headers and script arguments made every collection of the
+        garbage collector longer, and showed in the pushes' p99. Encoding and scrubbing wait for the
+        flush (:meth:`calls`).
         """
-        at, source, headers, answer, accepted, receipt = entry
         names = self.headers.get(source)
         tried = [names] if names is not None else _EVERY_HOST
         body = answer.body
-        fields: dict[str, Any] = {
-            "at": at, "source": source[:FIELD_MAX],
-            "event": next((value for n in tried if (value := headers.get(n.event))), "")[:FIELD_MAX],
-            "delivery": (receipt.delivery if receipt is not None else _first(headers, tried))[:FIELD_MAX],
-            "agent": (headers.get("User-Agent") or "")[:FIELD_MAX],
-            "signed": any(headers.get(name) for n in tried for name in n.signature),
-            "status": answer.status, "outcome": _outcome(answer, receipt),
-            "reason": str(body.get("error") or body.get("ignored") or ""),
-        }
+        repo = ref = after = None
         if accepted is not None:  # the refs that chose targets (Bitbucket pushes several at once)
             updates = {match.update: None for match in accepted.matches if match.update is not None}
-            fields["repo"] = accepted.repo
-            fields["ref"] = ", ".join(update.ref for update in updates)
-            fields["after"] = ", ".join(update.after for update in updates)
-        if receipt is not None:
-            fields["jobs"] = _jobs(accepted, receipt)
+            repo = accepted.repo
+            ref = ", ".join(update.ref for update in updates)
+            after = ", ".join(update.after for update in updates)
+        return (time.time(), source,
+                next((value for n in tried if (value := headers.get(n.event))), ""),
+                receipt.delivery if receipt is not None else _first(headers, tried),
+                headers.get("User-Agent") or "",
+                any(headers.get(name) for n in tried for name in n.signature),
+                answer.status, _outcome(answer, receipt), str(body.get("error") or body.get("ignored") or ""),
+                repo, ref, after, None if receipt is None else _jobs(accepted, receipt))
+
+    def take(self, newest: int | None = None) -> tuple[list[Seen], int]:
+        """What was noted since the last take, oldest first, and how many did not fit: of each stream
+        only its ``newest`` entries (default: all it holds, at most ``kept``)."""
+        taken: list[Seen] = []
+        dropped = self.dropped
+        for buffer in self.pending.values():
+            if newest is not None and len(buffer) > newest:
+                dropped += len(buffer) - newest
+                taken += list(buffer)[-newest:]
+            else:
+                taken += buffer
+        if len(self.pending) > 1:
+            taken.sort(key=_when)
+        self.pending, self.dropped = {}, 0
+        return taken, dropped
+
+    def calls(self, seen: Iterable[Seen]) -> list[tuple[list[str], list[Any]]]:
+        """The script calls (keys, args) that store ``seen``, ``BATCH`` entries a call so no call holds
+        Redis long: one XADD each, then trim and expiry per stream, all inside Redis."""
+        args = [arg for entry in seen
+                for arg in (stream_key(entry[1] if entry[1] in self.headers else None), self._encode(entry))]
+        oldest = f"{int((time.time() - self.retention) * 1000)}-0"
+        return [([SEQUENCE_KEY], [KEPT, oldest, self.retention, *args[start:start + 2 * BATCH]])
+                for start in range(0, len(args), 2 * BATCH)]
+
+    def write(self, pipe: Pipeline, seen: Iterable[Seen]) -> None:
+        """Queue on ``pipe`` the script calls that store ``seen`` (the Flask view's way: one at a time)."""
+        for keys, args in self.calls(seen):
+            self.script(keys=keys, args=args, client=pipe)
+
+    @staticmethod
+    def _encode(entry: Seen) -> bytes:
+        """One stream entry: one JSON object, scrubbed as a whole, what a sender chose cut to ``FIELD_MAX``."""
+        at, source, event, delivery, agent, signed, status, outcome, reason, repo, ref, after, jobs = entry
+        fields: dict[str, Any] = {
+            "at": at, "source": source[:FIELD_MAX], "event": event[:FIELD_MAX], "delivery": delivery[:FIELD_MAX],
+            "agent": agent[:FIELD_MAX], "signed": signed, "status": status, "outcome": outcome, "reason": reason,
+        }
+        if repo is not None:
+            fields.update(repo=repo, ref=ref, after=after)
+        if jobs is not None:
+            fields["jobs"] = [{"id": job_id, "target": target, "how": how} for job_id, target, how in jobs]
         return redact.scrub(orjson.dumps(fields).decode()).encode()
 
     def recent(self, redis: Redis, sources: Iterable[str | None], *, limit: int = 100,
@@ -237,14 +275,15 @@ def _outcome(answer: Answer, receipt: Receipt | None) -> str:
     return ""
 
 
-def _jobs(accepted: Accepted | None, receipt: Receipt) -> list[dict[str, str]]:
-    """The jobs a stored delivery created, joined, or (seen before) named again."""
+def _jobs(accepted: Accepted | None, receipt: Receipt) -> tuple[tuple[str, str, str], ...]:
+    """The jobs a stored delivery created, joined, or (seen before) named again: (id, target, how)."""
     if receipt.seen_before:
-        return [{"id": job_id, "target": target, "how": "redelivered"} for job_id, target, _ in receipt.seen]
-    assert accepted is not None
+        return tuple((job_id, target, "redelivered") for job_id, target, _ in receipt.seen)
+    if accepted is None:
+        raise ValueError("a stored delivery's receipt without what was stored")
     prepared = [job_id for _, (_, job_id, *_rest) in accepted.delivery.targets]
-    return [{"id": job_id, "target": target, "how": "created" if job_id == mine else "joined"}
-            for job_id, target, mine in zip(receipt.job_ids, accepted.targets, prepared, strict=True)]
+    return tuple((job_id, target, "created" if job_id == mine else "joined")
+                 for job_id, target, mine in zip(receipt.job_ids, accepted.targets, prepared, strict=True))
 
 
 def _decode(key: bytes | str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[dict[str, Any]]:
@@ -273,3 +312,7 @@ def _wanted(entry: dict[str, Any], status: str | None) -> bool:
     if status == "refused":
         return not 200 <= entry["status"] < 300
     return str(entry["status"]) == status
+
+
+def _when(entry: Seen) -> float:
+    return entry[0]

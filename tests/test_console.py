@@ -6,6 +6,7 @@ sandbox; what a browser does with the pages is in tests/test_console_browser.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections import Counter
@@ -185,22 +186,35 @@ def test_the_delivery_log_pages_and_is_bounded_in_length_and_time(write_config: 
     assert "older &rarr;" in page and "before=" in page
 
 
-def test_a_full_buffer_drops_and_counts_rather_than_grow(write_config: Callable[[str], Config], redis: Redis,
-                                                         redis_server: EmbeddedRedis, sandbox: Any,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_burst_keeps_the_newest_per_stream_and_counts_the_rest(write_config: Callable[[str], Config], redis: Redis,
+                                                                  redis_server: EmbeddedRedis, sandbox: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", redis_server.url)  # the edge's own connection
     app = create_app(write_config(mesa_config(sandbox.url)), redis)
     receiver = Receiver(app, Limits.from_environ(), threads=1)
-    log = receiver.bridge.deliveries = DeliveryLog(receiver.bridge.config, redis, buffer=3)
-    for _ in range(5):
-        log.add("github", {}, Answer(401, {"error": "no"}))
+    log = receiver.bridge.deliveries = DeliveryLog(receiver.bridge.config, redis, kept=3)
+    for index in range(5):
+        log.add("github", {"X-GitHub-Delivery": f"burst-{index}"}, Answer(401, {"error": "no"}))
+    log.add("nope", {}, Answer(404, {"error": "unknown source"}))  # another stream: a buffer of its own
     seen, dropped = log.take()
-    assert len(seen) == 3 and dropped == 2 and log.take() == ([], 0)
-    receiver._write(Counter({("github", "unauthorized"): 5}), seen, dropped)  # what the edge's flush does
+    assert [entry[3] for entry in seen] == ["burst-2", "burst-3", "burst-4", ""]  # each one's delivery id
+    assert dropped == 2 and log.take() == ([], 0)
+    for index in range(3):  # the edge takes a tick's newest few of each stream
+        log.add("github", {"X-GitHub-Delivery": f"tick-{index}"}, Answer(401, {"error": "no"}))
+    newest, missed = log.take(newest=2)
+    assert [entry[3] for entry in newest] == ["tick-1", "tick-2"] and missed == 1
+
+    async def flush() -> None:  # what the edge's flush does, on its own connection
+        for keys, args in log.calls(seen):
+            await receiver.log_script(keys, args)
+        await receiver.log_script.close()
+
+    asyncio.run(flush())
+    receiver._count(Counter({("github", "unauthorized"): 5}), dropped + missed)
     metrics = app.test_client().get("/metrics").get_data(as_text=True)
-    assert "syncbridge_deliveries_unlogged_total 2.0" in metrics
+    assert "syncbridge_deliveries_unlogged_total 3.0" in metrics
     assert 'syncbridge_webhooks_received_total{outcome="unauthorized",source="github"} 5.0' in metrics
-    assert redis.xlen(stream_key("github")) == 3
+    assert redis.xlen(stream_key("github")) == 3 and redis.xlen(stream_key(None)) == 1
 
 
 def test_target_cards_say_what_a_target_does_now_and_a_failing_one_looks_failing(
@@ -312,8 +326,8 @@ def test_secrets_never_reach_the_pages(client: FlaskClient, redis: Redis, sandbo
 
 def test_the_edge_logs_every_delivery_within_a_second_or_two_off_its_request_path(
         tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis, sandbox: Any) -> None:
-    """``syncbridge web``'s event-loop edge notes each delivery in memory and writes the log once a
-    second; what it wrote is what the Flask view writes at once."""
+    """``syncbridge web``'s event-loop edge notes each delivery in memory and writes the log ten times
+    a second (the counts for /metrics once a second); what it wrote is what the Flask view writes at once."""
     config = tmp_path / "syncbridge.yml"
     config.write_text(config_text(sandbox).replace("\n        ", "\n"))
     with web_process(config, redis_server.url, tmp_path / "web.log", SYNCBRIDGE_MAX_BODY_BYTES="4096") as (url, _):
@@ -335,5 +349,5 @@ def test_the_edge_logs_every_delivery_within_a_second_or_two_off_its_request_pat
         job_id = accepted["jobs"][0]["id"]
         page = requests.get(f"{url}/jobs/{job_id}", headers=HTML, timeout=5).text
         assert "edge-1" in page.split("Deliveries that fed it")[1]
-        metrics = requests.get(f"{url}/metrics", timeout=5).text
-        assert 'syncbridge_webhooks_received_total{outcome="unauthorized",source="github"} 1.0' in metrics
+        counted = 'syncbridge_webhooks_received_total{outcome="unauthorized",source="github"} 1.0'
+        until(lambda: counted in requests.get(f"{url}/metrics", timeout=5).text, 10, what="the 401 counted")

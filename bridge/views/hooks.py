@@ -9,7 +9,6 @@ storing each delivery in a script call of its own, and writes its entry in the d
 from __future__ import annotations
 
 import logging
-import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
@@ -53,7 +52,7 @@ def _logged(source: str, answer: Answer, accepted: Accepted | None = None, recei
     """Write the delivery's entry in the delivery log now (best effort: the answer stands without it)."""
     log = current().deliveries
     pipe = current().redis.pipeline(transaction=False)
-    log.write(pipe, [(time.time(), source, request.headers, answer, accepted, receipt)])
+    log.write(pipe, [log.entry(source, request.headers, answer, accepted, receipt)])
     try:
         pipe.execute()
     except RedisError as exc:
