@@ -134,20 +134,18 @@ class DeliveryLog:
         """
         names = self.headers.get(source)
         tried = [names] if names is not None else _EVERY_HOST
-        body = answer.body
-        repo = ref = after = None
-        if accepted is not None:  # the refs that chose targets (Bitbucket pushes several at once)
+        event = next((value for n in tried if (value := headers.get(n.event))), "")
+        agent = headers.get("User-Agent") or ""
+        if accepted is not None:  # verified and stored: signed by definition, its refs known
             updates = {match.update: None for match in accepted.matches if match.update is not None}
-            repo = accepted.repo
-            ref = ", ".join(update.ref for update in updates)
-            after = ", ".join(update.after for update in updates)
-        return (time.time(), source,
-                next((value for n in tried if (value := headers.get(n.event))), ""),
-                receipt.delivery if receipt is not None else _first(headers, tried),
-                headers.get("User-Agent") or "",
-                any(headers.get(name) for n in tried for name in n.signature),
-                answer.status, _outcome(answer, receipt), str(body.get("error") or body.get("ignored") or ""),
-                repo, ref, after, None if receipt is None else _jobs(accepted, receipt))
+            return (time.time(), source, event, receipt.delivery if receipt is not None else accepted.delivery.delivery,
+                    agent, True, answer.status, _outcome(answer, receipt), _reason(answer), accepted.repo,
+                    ", ".join(update.ref for update in updates), ", ".join(update.after for update in updates),
+                    None if receipt is None else _jobs(accepted, receipt))
+        return (time.time(), source, event, receipt.delivery if receipt is not None else _first(headers, tried), agent,
+                any(headers.get(name) for n in tried for name in n.signature), answer.status,
+                _outcome(answer, receipt), _reason(answer), None, None, None,
+                None if receipt is None else _jobs(accepted, receipt))
 
     def take(self, newest: int | None = None) -> tuple[list[Seen], int]:
         """What was noted since the last take, oldest first, and how many did not fit: of each stream
@@ -265,6 +263,11 @@ def _older_than(entry_id: str) -> str | None:
 
 def _first(headers: Mapping[str, str], tried: list[HeaderNames]) -> str:
     return next((value for names in tried for name in names.delivery if (value := headers.get(name))), "")
+
+
+def _reason(answer: Answer) -> str:
+    body = answer.body
+    return str(body.get("error") or body.get("ignored") or "")
 
 
 def _outcome(answer: Answer, receipt: Receipt | None) -> str:
